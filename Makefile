@@ -32,10 +32,35 @@ lock: ## Re-pin Python dependencies (requirements.lock) from pyproject.toml.
 	$(PYTHON) -m venv /tmp/k8s-lab-lock && /tmp/k8s-lab-lock/bin/pip install -q pip-tools==7.6.2
 	/tmp/k8s-lab-lock/bin/pip-compile -q --generate-hashes --strip-extras --extra dev --allow-unsafe -o requirements.lock pyproject.toml
 
+##@ Local cluster (real etcd, kube-apiserver, controller-manager, scheduler and kwok; no Docker)
+.PHONY: bins
+bins: ## Build the control-plane binaries (once per machine and pin) into the cache; print where.
+	@hack/build-bins.sh
+
+.PHONY: tool-modules
+tool-modules: ## Regenerate hack/tools/*/go.{mod,sum} after a pin change in hack/versions.env.
+	hack/gen-tool-modules.sh
+
+.PHONY: cluster-up
+cluster-up: venv bins ## Start the local cluster in the background (idempotent); kubeconfig in .cluster/.
+	@$(PY) -m localcluster up --dir $(CLUSTER_DIR)
+
+.PHONY: cluster-down
+cluster-down: ## Stop every process of the local cluster and remove its state.
+	@if [ -x $(PY) ]; then $(PY) -m localcluster down --dir $(CLUSTER_DIR); else rm -rf $(CLUSTER_DIR); fi
+
+.PHONY: cluster-status
+cluster-status: venv ## Say whether the local cluster is up and healthy.
+	@$(PY) -m localcluster status --dir $(CLUSTER_DIR)
+
 ##@ Test
 .PHONY: test
 test: venv bins ## Run the whole suite (unit, then integration on a real control plane).
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+.PHONY: test-integration
+test-integration: venv bins ## Run the integration tests on a real control plane.
+	$(PY) -m pytest tests/integration $(PYTEST_ARGS)
 
 .PHONY: test-unit
 test-unit: venv ## Run the unit tests only (no I/O, no cluster).

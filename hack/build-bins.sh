@@ -22,7 +22,9 @@ if [ -n "${KUBEBUILDER_ASSETS:-}" ]; then
   exit 0
 fi
 
-inputs_hash=$(cat "$here/versions.env" "$0" "$here"/tools/*/go.mod "$here"/tools/*/go.sum | sha256sum | cut -c1-12)
+# The folder is named by the pins and a hash of the wrapper modules: a changed pin, go.mod or go.sum
+# means a new folder and a rebuild (Go's own build cache keeps that rebuild short).
+inputs_hash=$(cat "$here/versions.env" "$here"/tools/*/go.mod "$here"/tools/*/go.sum | sha256sum | cut -c1-12)
 cache_root=${K8SLAB_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/k8s-lab}
 out="$cache_root/k8s-${K8S_VERSION}_etcd-${ETCD_VERSION}_kwok-${KWOK_VERSION}_${inputs_hash}"
 if [ "${1:-}" = "--print-dir" ]; then echo "$out"; exit 0; fi
@@ -50,6 +52,8 @@ tmp=$(mktemp -d "$out/.build.XXXXXX")
 trap 'rm -rf "$tmp"' EXIT
 
 # build MODULE_DIR LDFLAGS PKG... : one `go build` per module, so shared packages compile once.
+# Binaries land in $tmp first and move into $out only when whole: an interrupted build leaves no
+# half-written binary that a later run would take for a good one.
 build() {
   local dir=$1 ldflags=$2; shift 2
   local start=$SECONDS
@@ -62,18 +66,19 @@ log "building into $out (first build takes a while on a small machine; later run
 if want etcd; then
   log "etcd ${ETCD_VERSION} ..."
   build etcd "" go.etcd.io/etcd/server/v3
-  mv "$tmp/v3" "$tmp/etcd" 2>/dev/null || mv "$tmp/server" "$tmp/etcd"
+  mv "$tmp/v3" "$out/etcd" 2>/dev/null || mv "$tmp/server" "$out/etcd"
 fi
 if want kwok; then
   log "kwok ${KWOK_VERSION} ..."
-  build kwok "-X sigs.k8s.io/kwok/pkg/consts.Version=${KWOK_VERSION}" sigs.k8s.io/kwok/cmd/kwok
+  build kwok "" sigs.k8s.io/kwok/cmd/kwok
+  mv "$tmp/kwok" "$out/kwok"
 fi
 k8s=()
 for b in kube-apiserver kube-controller-manager kube-scheduler kubectl; do want "$b" && k8s+=("k8s.io/kubernetes/cmd/$b"); done
 if [ ${#k8s[@]} -gt 0 ]; then
   log "kubernetes ${K8S_VERSION}: ${k8s[*]##*/} ..."
   build kubernetes "$stamp" "${k8s[@]}"
+  for p in "${k8s[@]}"; do mv -f "$tmp/${p##*/}" "$out/${p##*/}"; done
 fi
-for b in "${missing[@]}"; do mv -f "$tmp/$b" "$out/$b"; done
 log "binaries ready in $out"
 echo "$out"

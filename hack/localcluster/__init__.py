@@ -1,0 +1,15 @@
+"""A real, Docker-free local Kubernetes control plane, run as plain processes.
+
+Role: start etcd and kube-apiserver (the envtest tier) and, on demand, kube-controller-manager,
+kube-scheduler and kwok with fake nodes (the full tier, where Deployments get Ready pods and
+garbage collection runs). Used by the pytest fixtures in ``tests/conftest.py`` and by
+``python -m localcluster`` behind ``make cluster-up / cluster-down / cluster-status``.
+
+Neighbours: ``pki`` makes the certificates, ``components`` holds each binary's command line,
+``processes`` starts/stops/watches the processes, ``cluster`` puts them together,
+``binaries`` finds the binaries that ``hack/build-bins.sh`` builds.
+"""
+
+from localcluster.cluster import ClusterSettings, LocalCluster
+
+__all__ = ["ClusterSettings", "LocalCluster"]

@@ -1,0 +1,103 @@
+"""``python -m localcluster up|down|status``: the full local cluster in the background.
+
+Role: the command behind ``make cluster-up``, ``make cluster-down`` and ``make cluster-status``.
+Neighbours: ``cluster.LocalCluster`` does the work; ``binaries`` finds or builds the binaries.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+from pathlib import Path
+
+from localcluster.binaries import bin_dir
+from localcluster.cluster import ClusterSettings, LocalCluster
+from localcluster.processes import ComponentFailed
+
+
+def _say(line: str) -> None:
+    print(line, flush=True)
+
+
+def _export_line(cluster: LocalCluster) -> str:
+    return f"export KUBECONFIG={cluster.kubeconfig}"
+
+
+def _healthy(cluster: LocalCluster) -> bool:
+    return all(cluster.health().values())
+
+
+def up(root: Path, nodes: int) -> int:
+    existing = LocalCluster.load(root)
+    if existing is not None:
+        if _healthy(existing):
+            _say(f"local cluster already up ({existing.server})")
+            _say(_export_line(existing))
+            return 0
+        _say("a previous local cluster is not healthy: stopping it and starting afresh")
+        existing.destroy()
+    elif root.exists():
+        shutil.rmtree(root)
+    settings = ClusterSettings(root=root, bin_dir=bin_dir(), detach=True, nodes=nodes)
+    cluster = LocalCluster(settings)
+    _say(f"starting etcd and kube-apiserver in {root} ...")
+    try:
+        cluster.start_control_plane()
+        _say("starting kube-controller-manager, kube-scheduler and kwok ...")
+        cluster.start_workloads()
+    except ComponentFailed as err:
+        cluster.stop()  # keep the folder: its logs say what went wrong
+        print(f"cluster-up failed: {err}", file=sys.stderr)
+        return 1
+    _say(f"local cluster up: {cluster.server}, {nodes} kwok node(s)")
+    _say("component logs:")
+    for proc in cluster.procs:
+        _say(f"  {proc.name:<24} {proc.log}")
+    _say("use it with:")
+    _say(f"  {_export_line(cluster)}")
+    return 0
+
+
+def down(root: Path) -> int:
+    cluster = LocalCluster.load(root)
+    if cluster is None:
+        _say("no local cluster to stop")
+        shutil.rmtree(root, ignore_errors=True)
+        return 0
+    cluster.destroy()
+    _say(f"local cluster stopped; {root} removed")
+    return 0
+
+
+def status(root: Path) -> int:
+    cluster = LocalCluster.load(root)
+    if cluster is None:
+        _say("local cluster: down (run `make cluster-up`)")
+        return 1
+    report = cluster.health()
+    for what, ok in report.items():
+        _say(f"  {'ok ' if ok else 'BAD'} {what}")
+    healthy = all(report.values())
+    _say(f"local cluster: {'up and healthy' if healthy else 'unhealthy'} ({cluster.server})")
+    if healthy:
+        _say(_export_line(cluster))
+    return 0 if healthy else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m localcluster", description=__doc__)
+    parser.add_argument("command", choices=["up", "down", "status"])
+    parser.add_argument("--dir", type=Path, default=Path(".cluster"), help="state folder (default .cluster)")
+    parser.add_argument("--nodes", type=int, default=1, help="number of kwok fake nodes (default 1)")
+    args = parser.parse_args(argv)
+    root = args.dir.resolve()
+    if args.command == "up":
+        return up(root, args.nodes)
+    if args.command == "down":
+        return down(root)
+    return status(root)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

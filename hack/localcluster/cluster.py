@@ -1,0 +1,211 @@
+"""One local cluster: its folder, ports, processes and kubeconfig.
+
+Role: ``LocalCluster.start_control_plane()`` runs etcd + kube-apiserver (the envtest tier);
+``start_workloads()`` adds kube-controller-manager, kube-scheduler, kwok and fake nodes (the full
+tier: scheduling, Ready pods, garbage collection); ``stop()`` stops all in reverse order. A
+detached cluster (``make cluster-up``) saves its state to ``state.json`` so that a later command
+can report on it or stop it.
+Neighbours: ``components`` (argv), ``processes`` (spawn/stop/wait), ``pki``, ``adminapi``.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import shutil
+import socket
+import subprocess
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from localcluster import components, pki, processes
+from localcluster.adminapi import AdminApi, insecure_healthz
+from localcluster.components import Layout, Ports
+from localcluster.processes import Proc
+
+STATE_FILE = "state.json"
+
+
+@dataclass(frozen=True)
+class ClusterSettings:
+    root: Path
+    bin_dir: Path
+    detach: bool = False  # True: processes outlive this Python process (make cluster-up)
+    nodes: int = 1
+    start_timeout: float = 120.0
+
+
+def free_port() -> int:
+    # The port is free now; a race with another process is possible but harmless here: the
+    # component then fails to bind and start-up reports it with the log tail.
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _b64(path: Path) -> str:
+    return base64.b64encode(path.read_bytes()).decode()
+
+
+class LocalCluster:
+    def __init__(self, settings: ClusterSettings, *, ports: Ports | None = None) -> None:
+        self.settings = settings
+        ports = ports or Ports(*(free_port() for _ in range(6)))
+        self.layout = Layout(
+            root=settings.root,
+            bin_dir=settings.bin_dir,
+            ports=ports,
+            pki=pki.PkiPaths.under(settings.root / "pki"),
+        )
+        self.procs: list[Proc] = []
+        self._api: AdminApi | None = None
+
+    # --- what users of the cluster need ---------------------------------------------------
+
+    @property
+    def server(self) -> str:
+        return f"https://127.0.0.1:{self.layout.ports.apiserver}"
+
+    @property
+    def kubeconfig(self) -> Path:
+        return self.layout.kubeconfig
+
+    @property
+    def api(self) -> AdminApi:
+        if self._api is None:
+            self._api = AdminApi(self.server, self.layout.pki)
+        return self._api
+
+    @property
+    def full(self) -> bool:
+        return any(p.name == "kwok" for p in self.procs)
+
+    def kubectl(self, *args: str, check: bool = True, input: str | None = None) -> subprocess.CompletedProcess[str]:
+        argv = [self.layout.binary("kubectl"), f"--kubeconfig={self.kubeconfig}", *args]
+        return subprocess.run(argv, check=check, capture_output=True, text=True, input=input)  # noqa: S603
+
+    # --- start and stop --------------------------------------------------------------------
+
+    def start_control_plane(self) -> None:
+        lay = self.layout
+        lay.root.mkdir(parents=True, exist_ok=True)
+        pki.generate(lay.root / "pki")
+        etcd = self._spawn("etcd", components.etcd(lay))
+        self._wait("etcd health", lambda: _etcd_healthy(lay.ports.etcd_client), [etcd])
+        apiserver = self._spawn("kube-apiserver", components.kube_apiserver(lay))
+        self._wait("kube-apiserver /readyz", self.api.readyz, [etcd, apiserver])
+        self._write_kubeconfig()
+        self._save_state()
+
+    def start_workloads(self) -> None:
+        """Add the controllers, the scheduler and kwok's fake nodes; wait until pods can run."""
+        if self.full:
+            return
+        lay = self.layout
+        cm = self._spawn("kube-controller-manager", components.kube_controller_manager(lay))
+        sched = self._spawn("kube-scheduler", components.kube_scheduler(lay))
+        kwok = self._spawn("kwok", components.kwok(lay))
+        self._save_state()
+        watch = list(self.procs)
+        port = lay.ports
+        self._wait("controller-manager /healthz",
+                   lambda: insecure_healthz(f"https://127.0.0.1:{port.controller_manager}/healthz"), watch)
+        self._wait("scheduler /healthz", lambda: insecure_healthz(f"https://127.0.0.1:{port.scheduler}/healthz"), watch)
+        del cm, sched, kwok
+        names = [f"kwok-node-{i}" for i in range(self.settings.nodes)]
+        for name in names:
+            self.api.create("/api/v1/nodes", components.fake_node(name))
+        for name in names:
+            self._wait(f"node {name} Ready", lambda n=name: self._node_ready(n), watch)
+        # Pods are refused in a namespace until the controller-manager made its `default` SA.
+        self._wait("ServiceAccount default/default",
+                   lambda: self.api.get("/api/v1/namespaces/default/serviceaccounts/default") is not None, watch)
+
+    def stop(self) -> None:
+        """Stop every process, newest first (kwok before the apiserver before etcd)."""
+        for proc in reversed(self.procs):
+            processes.stop(proc)
+        self.procs.clear()
+
+    def destroy(self) -> None:
+        self.stop()
+        shutil.rmtree(self.layout.root, ignore_errors=True)
+
+    # --- health ---------------------------------------------------------------------------
+
+    def health(self) -> dict[str, bool]:
+        """Each component's liveness and, for the apiserver, readiness; plus every node's Ready."""
+        report = {p.name: processes.alive(p) for p in self.procs}
+        try:
+            report["apiserver /readyz"] = self.api.readyz()
+            if self.full:
+                nodes = self.api.get("/api/v1/nodes") or {"items": []}
+                for node in nodes["items"]:
+                    report[f"node {node['metadata']['name']} Ready"] = _is_ready(node)
+        except OSError:
+            report["apiserver /readyz"] = False
+        return report
+
+    # --- internals ------------------------------------------------------------------------
+
+    def _spawn(self, name: str, argv: list[str]) -> Proc:
+        proc = processes.spawn(name, argv, self.layout.log(name), detach=self.settings.detach)
+        self.procs.append(proc)
+        return proc
+
+    def _wait(self, what: str, check: Any, watch: list[Proc]) -> None:
+        processes.wait_for(what, check, timeout=self.settings.start_timeout, watch=watch)
+
+    def _node_ready(self, name: str) -> bool:
+        node = self.api.get(f"/api/v1/nodes/{name}")
+        return node is not None and _is_ready(node)
+
+    def _write_kubeconfig(self) -> None:
+        p = self.layout.pki
+        config = {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [{"name": "k8s-lab", "cluster": {
+                "server": self.server, "certificate-authority-data": _b64(p.ca_cert)}}],
+            "users": [{"name": "k8s-lab-admin", "user": {
+                "client-certificate-data": _b64(p.admin_cert), "client-key-data": _b64(p.admin_key)}}],
+            "contexts": [{"name": "k8s-lab", "context": {"cluster": "k8s-lab", "user": "k8s-lab-admin"}}],
+            "current-context": "k8s-lab",
+        }
+        self.kubeconfig.write_text(yaml.safe_dump(config))
+        self.kubeconfig.chmod(0o600)
+
+    def _save_state(self) -> None:
+        state = {
+            "ports": asdict(self.layout.ports),
+            "bin_dir": str(self.layout.bin_dir),
+            "procs": [{**asdict(p), "log": str(p.log)} for p in self.procs],
+        }
+        (self.layout.root / STATE_FILE).write_text(json.dumps(state, indent=2))
+
+    @classmethod
+    def load(cls, root: Path) -> LocalCluster | None:
+        """The cluster a detached start left in ``root``, or None if there is none."""
+        try:
+            state = json.loads((root / STATE_FILE).read_text())
+        except (FileNotFoundError, ValueError):
+            return None
+        settings = ClusterSettings(root=root, bin_dir=Path(state["bin_dir"]), detach=True)
+        cluster = cls(settings, ports=Ports(**state["ports"]))
+        cluster.procs = [Proc(**{**p, "log": Path(p["log"])}) for p in state["procs"]]
+        return cluster
+
+
+def _etcd_healthy(port: int) -> bool:
+    import urllib.request
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as resp:
+        return bool(json.loads(resp.read()).get("health") == "true")
+
+
+def _is_ready(node: dict[str, Any]) -> bool:
+    conditions = node.get("status", {}).get("conditions", [])
+    return any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)

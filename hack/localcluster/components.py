@@ -1,0 +1,176 @@
+"""Command lines of the control-plane components: pure functions, no processes started here.
+
+Role: one function per binary, from a ``Layout`` (folders, ports, certificate paths) to argv.
+The flags follow the two reference launchers, envtest (etcd + kube-apiserver) and kwokctl
+(controller-manager, scheduler, kwok); the reasons for the less obvious ones are in comments.
+Neighbours: ``cluster`` allocates the ports and runs these argvs through ``processes``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from localcluster.pki import PkiPaths
+
+SERVICE_CIDR = "10.0.0.0/24"
+POD_CIDR = "10.244.0.0/16"
+# Health endpoints that the controller-manager and scheduler serve without authentication, so
+# `cluster-status` can probe them with a plain HTTPS GET.
+ALWAYS_ALLOW = "/healthz,/readyz,/livez,/metrics"
+KWOK_NODE_ANNOTATION = "kwok.x-k8s.io/node"
+KWOK_STAGES = Path(__file__).resolve().parent / "kwok-stages.yaml"
+
+
+@dataclass(frozen=True)
+class Ports:
+    etcd_client: int
+    etcd_peer: int
+    apiserver: int
+    controller_manager: int
+    scheduler: int
+    kwok: int
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Everything a command line needs to know about one cluster's folder and ports."""
+
+    root: Path
+    bin_dir: Path
+    ports: Ports
+    pki: PkiPaths
+
+    @property
+    def kubeconfig(self) -> Path:
+        return self.root / "kubeconfig"
+
+    @property
+    def etcd_data(self) -> Path:
+        return self.root / "etcd-data"
+
+    def log(self, component: str) -> Path:
+        return self.root / "logs" / f"{component}.log"
+
+    def binary(self, name: str) -> str:
+        return str(self.bin_dir / name)
+
+
+def etcd(lay: Layout) -> list[str]:
+    client = f"http://127.0.0.1:{lay.ports.etcd_client}"
+    peer = f"http://127.0.0.1:{lay.ports.etcd_peer}"
+    return [
+        lay.binary("etcd"),
+        "--name=n0",
+        f"--data-dir={lay.etcd_data}",
+        f"--listen-client-urls={client}",
+        f"--advertise-client-urls={client}",
+        f"--listen-peer-urls={peer}",
+        f"--initial-advertise-peer-urls={peer}",
+        f"--initial-cluster=n0={peer}",
+        # A throwaway cluster: skipping fsync makes every write several times faster (envtest does too).
+        "--unsafe-no-fsync=true",
+        "--log-level=warn",
+    ]
+
+
+def kube_apiserver(lay: Layout) -> list[str]:
+    p = lay.pki
+    return [
+        lay.binary("kube-apiserver"),
+        f"--etcd-servers=http://127.0.0.1:{lay.ports.etcd_client}",
+        f"--secure-port={lay.ports.apiserver}",
+        "--bind-address=127.0.0.1",
+        # Without a default route the apiserver cannot pick an address to advertise and exits.
+        "--advertise-address=127.0.0.1",
+        f"--cert-dir={lay.root / 'apiserver-certs'}",
+        f"--tls-cert-file={p.serving_cert}",
+        f"--tls-private-key-file={p.serving_key}",
+        f"--client-ca-file={p.ca_cert}",
+        "--authorization-mode=RBAC",
+        f"--service-cluster-ip-range={SERVICE_CIDR}",
+        f"--service-account-issuer=https://127.0.0.1:{lay.ports.apiserver}",
+        f"--service-account-key-file={p.sa_pub}",
+        f"--service-account-signing-key-file={p.sa_key}",
+        "--allow-privileged=true",
+        # Ports 1024..65535 are the lab's listener range; the default node-port range is unrelated
+        # but stating it keeps `kubectl expose --type=NodePort` predictable.
+        "--service-node-port-range=30000-32767",
+        "--profiling=false",
+    ]
+
+
+def _component_common(lay: Layout, port: int) -> list[str]:
+    kc = str(lay.kubeconfig)
+    return [
+        f"--kubeconfig={kc}",
+        f"--authentication-kubeconfig={kc}",
+        f"--authorization-kubeconfig={kc}",
+        f"--authorization-always-allow-paths={ALWAYS_ALLOW}",
+        "--bind-address=127.0.0.1",
+        f"--secure-port={port}",
+        # One instance each: leader election would only delay start-up by a lease period.
+        "--leader-elect=false",
+    ]
+
+
+def kube_controller_manager(lay: Layout) -> list[str]:
+    return [
+        lay.binary("kube-controller-manager"),
+        *_component_common(lay, lay.ports.controller_manager),
+        f"--root-ca-file={lay.pki.ca_cert}",
+        f"--service-account-private-key-file={lay.pki.sa_key}",
+        f"--service-cluster-ip-range={SERVICE_CIDR}",
+        f"--cert-dir={lay.root / 'controller-manager-certs'}",
+        # Fake nodes come and go with kwok; no cloud, no node IPAM (kwok hands out pod IPs).
+        "--allocate-node-cidrs=false",
+        "--profiling=false",
+    ]
+
+
+def kube_scheduler(lay: Layout) -> list[str]:
+    return [
+        lay.binary("kube-scheduler"),
+        *_component_common(lay, lay.ports.scheduler),
+        f"--cert-dir={lay.root / 'scheduler-certs'}",
+        "--profiling=false",
+    ]
+
+
+def kwok(lay: Layout) -> list[str]:
+    return [
+        lay.binary("kwok"),
+        f"--kubeconfig={lay.kubeconfig}",
+        # Our own lifecycle stages (kwok has none built in); never ~/.kwok/kwok.yaml.
+        f"--config={KWOK_STAGES}",
+        "--manage-all-nodes=false",
+        # Only nodes we create with this annotation are kwok's: a real node in the same cluster is
+        # never touched.
+        f"--manage-nodes-with-annotation-selector={KWOK_NODE_ANNOTATION}=fake",
+        f"--cidr={POD_CIDR}",
+        "--node-ip=10.0.0.2",
+        "--node-lease-duration-seconds=40",
+        f"--server-address=127.0.0.1:{lay.ports.kwok}",
+    ]
+
+
+def fake_node(name: str) -> dict[str, object]:
+    """A Node that kwok keeps Ready; no taint, so ordinary pods schedule onto it."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": {
+            "name": name,
+            "annotations": {KWOK_NODE_ANNOTATION: "fake", "node.alpha.kubernetes.io/ttl": "0"},
+            "labels": {
+                "kubernetes.io/hostname": name,
+                "kubernetes.io/os": "linux",
+                "kubernetes.io/arch": "amd64",
+                "type": "kwok",
+            },
+        },
+        "status": {
+            "allocatable": {"cpu": "32", "memory": "256Gi", "pods": "110"},
+            "capacity": {"cpu": "32", "memory": "256Gi", "pods": "110"},
+        },
+    }

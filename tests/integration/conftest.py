@@ -1,0 +1,100 @@
+"""Fixtures of the integration tier: a real etcd + kube-apiserver, and on demand the full cluster.
+
+``control_plane`` starts once per session (envtest-style) and installs every CRD in ``crds/``;
+``full_cluster`` adds the controller-manager, scheduler and kwok to the same apiserver the first
+time a test asks for it. Everything runs in a temp folder that is removed at the end, and every
+process dies with the test run, even a killed one (see ``localcluster.processes``).
+
+``USE_EXISTING_CLUSTER=true`` (the envtest convention) runs the tier against the cluster that
+``KUBECONFIG`` names instead.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import kubernetes
+import pytest
+from localcluster import ClusterSettings, LocalCluster
+from localcluster.binaries import bin_dir
+
+from tests.support.cluster import CRDS, Cluster
+
+def _use_existing() -> bool:
+    return os.environ.get("USE_EXISTING_CLUSTER", "").lower() in ("1", "true", "yes")
+
+
+def _install_crds(cluster: Cluster) -> None:
+    if not any(CRDS.glob("*.yaml")):
+        return
+    cluster.kubectl("apply", "--server-side", "-f", str(CRDS))
+    cluster.kubectl("wait", "--for=condition=Established", "--timeout=60s", "-f", str(CRDS))
+
+
+TEST_DIR_PREFIX = "k8s-lab-test-"
+
+
+def _sweep_stale_test_dirs() -> None:
+    """Remove folders of earlier runs that were killed (SIGKILL skips every finaliser).
+
+    Their processes are gone already (they die with their parent); each folder names its
+    owner's pid, so a folder of a run still going on is left alone.
+    """
+    for folder in Path(tempfile.gettempdir()).glob(f"{TEST_DIR_PREFIX}*"):
+        try:
+            owner = int((folder / "owner.pid").read_text())
+            os.kill(owner, 0)
+        except (FileNotFoundError, ValueError, ProcessLookupError):
+            shutil.rmtree(folder, ignore_errors=True)
+        except PermissionError:
+            pass  # alive, someone else's
+
+
+@pytest.fixture(scope="session")
+def control_plane() -> Iterator[Cluster]:
+    if _use_existing():
+        existing = Cluster(Path(os.environ["KUBECONFIG"]), shutil.which("kubectl") or "kubectl", None)
+        _install_crds(existing)
+        yield existing
+        return
+    _sweep_stale_test_dirs()
+    root = Path(tempfile.mkdtemp(prefix=TEST_DIR_PREFIX))
+    (root / "owner.pid").write_text(str(os.getpid()))
+    local = LocalCluster(ClusterSettings(root=root, bin_dir=bin_dir()))
+    try:
+        local.start_control_plane()
+        cluster = Cluster(local.kubeconfig, local.layout.binary("kubectl"), local)
+        _install_crds(cluster)
+        yield cluster
+    finally:
+        local.destroy()
+
+
+@pytest.fixture(scope="session")
+def full_cluster(control_plane: Cluster) -> Cluster:
+    if control_plane.local is not None:
+        control_plane.local.start_workloads()
+    return control_plane
+
+
+@pytest.fixture(scope="session")
+def api(control_plane: Cluster) -> Iterator[kubernetes.client.ApiClient]:
+    client = control_plane.api_client()
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def namespace(control_plane: Cluster, api: kubernetes.client.ApiClient) -> Iterator[str]:
+    """A fresh namespace per test, deleted afterwards (without waiting for it to go)."""
+    name = f"t-{uuid.uuid4().hex[:8]}"
+    core = kubernetes.client.CoreV1Api(api)
+    core.create_namespace({"metadata": {"name": name}})
+    yield name
+    core.delete_namespace(name)

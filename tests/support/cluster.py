@@ -1,0 +1,34 @@
+"""What an integration test holds of a cluster: its kubeconfig, kubectl, and the local harness."""
+
+from __future__ import annotations
+
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+import kubernetes
+from localcluster import LocalCluster
+
+REPO = Path(__file__).resolve().parents[2]
+CRDS = REPO / "crds"
+
+
+@dataclass
+class Cluster:
+    """What a test may use: the kubeconfig, kubectl, and the local cluster when we run one."""
+
+    kubeconfig: Path
+    kubectl_binary: str
+    local: LocalCluster | None
+
+    def kubectl(self, *args: str, check: bool = True, input: str | None = None) -> subprocess.CompletedProcess[str]:
+        argv = [self.kubectl_binary, f"--kubeconfig={self.kubeconfig}", *args]
+        done = subprocess.run(argv, capture_output=True, text=True, input=input)  # noqa: S603
+        if check and done.returncode != 0:
+            raise AssertionError(f"kubectl {' '.join(args)} failed ({done.returncode}):\n{done.stderr}")
+        return done
+
+    def api_client(self) -> kubernetes.client.ApiClient:
+        return kubernetes.config.new_client_from_config(config_file=str(self.kubeconfig))
+
+
