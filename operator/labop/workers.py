@@ -1,0 +1,304 @@
+"""The worker pool: N tasks that take keys from the work queue and run the reconciler on them.
+
+Neighbours: `labop.workqueue.WorkQueue` feeds it (kopf handlers fill the queue), the operator's
+reconcile function does the work, `labop.errors.PermanentError` marks failures not worth a retry,
+and `labop.metrics.ControllerMetrics` counts the outcomes under controller-runtime's names.
+
+Each worker runs the loop of client-go's sample-controller, in small steps:
+`_run_worker` (loop) -> `_process_next_item` (get ... done) -> `_reconcile_handler` (call the
+reconciler, then act on its outcome, as controller-runtime does):
+
+=======================================  =====================================================
+outcome                                  what the queue is told
+=======================================  =====================================================
+returns None or Result()                 forget (reset the key's backoff)
+returns Result(requeue_after=s), s > 0   forget, then add_after(key, s)
+raises PermanentError                    forget; not retried; counted as an error
+raises anything else                     add_rate_limited(key); counted as an error; logged
+returns something else (a bug)           as "anything else", also counted as a panic
+=======================================  =====================================================
+
+A worker never dies of a reconcile failure. `done(key)` always follows `get`, so a key added
+while it was being reconciled is reconciled again afterwards, never by two workers at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import math
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from labop.errors import PermanentError
+from labop.metrics import ControllerMetrics
+from labop.workqueue import QueueShutDown, WorkQueue
+
+__all__ = ["BadReconcileResult", "Key", "Reconciler", "Result", "WorkerPool"]
+
+Key = tuple[str, str]  # (namespace, name); namespace "" for cluster-scoped objects
+
+
+@dataclass(frozen=True)
+class Result:
+    """What a successful reconcile asks for: nothing more, or another look after some seconds."""
+
+    requeue_after: float | None = None  # seconds; None or 0 = done
+
+    def __post_init__(self) -> None:
+        value = self.requeue_after
+        if value is not None and not (math.isfinite(value) and value >= 0):
+            raise ValueError(f"requeue_after must be None or a finite number >= 0, got {value!r}")
+
+
+Reconciler = Callable[[Key], Awaitable[Result | None]]
+
+
+class BadReconcileResult(TypeError):
+    """The reconciler returned something that is neither a Result nor None (a bug: a "panic")."""
+
+
+class WorkerPool:
+    """A fixed pool of worker tasks draining one `WorkQueue` into one reconciler."""
+
+    def __init__(
+        self,
+        queue: WorkQueue[Key],
+        reconcile: Reconciler,
+        *,
+        workers: int = 2,
+        name: str = "labserver",
+        metrics: ControllerMetrics | None = None,
+        logger: logging.Logger | None = None,
+    ) -> None:
+        if workers < 1:
+            raise ValueError(f"workers must be >= 1, got {workers}")
+        self._queue = queue
+        self._reconcile = reconcile
+        self._workers = workers
+        self._name = name
+        self._metrics = metrics
+        self._logger = logger or logging.getLogger(__name__)
+        self._tasks: dict[int, asyncio.Task[None]] = {}
+        self._busy: dict[int, Key] = {}  # worker index -> key it reconciles right now
+        self._stopping = False
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    @property
+    def workers(self) -> int:
+        return self._workers
+
+    @property
+    def running(self) -> bool:
+        """Started, not asked to stop, and at least one worker alive."""
+        return not self._stopping and any(not task.done() for task in self._tasks.values())
+
+    @property
+    def active_workers(self) -> int:
+        """Workers reconciling right now (the rest wait for a key)."""
+        return len(self._busy)
+
+    @property
+    def in_flight(self) -> dict[int, Key]:
+        """A copy of worker index -> key being reconciled."""
+        return dict(self._busy)
+
+    # ----------------------------------------------------------------- lifecycle
+
+    async def start(self) -> None:
+        """Start the worker tasks."""
+        if self._tasks:
+            raise RuntimeError(f"worker pool {self._name} was already started")
+        if self._metrics is not None:
+            self._metrics.set_max_concurrent(self._workers)
+        loop = asyncio.get_running_loop()
+        for index in range(self._workers):
+            task = loop.create_task(self._run_worker(index), name=f"{self._name}-worker-{index}")
+            task.add_done_callback(self._worker_ended)
+            self._tasks[index] = task
+        self._log(logging.INFO, "worker pool started", workers=self._workers)
+
+    async def stop(self, timeout: float = 30.0) -> None:  # noqa: ASYNC109 - the agreed API; a grace period
+        """Take no new keys, let reconciles in flight finish within `timeout`, then cancel them.
+
+        It shuts the queue down: adds are ignored from now on and producers blocked in `add`
+        return. Keys still waiting are not reconciled; a restarted operator lists them again.
+        """
+        if not self._tasks:
+            return
+        if self._stopping:
+            # A second caller waits for the same workers, with its own timeout.
+            await self._wait_for_workers(set(self._tasks.values()), timeout)
+            return
+        self._stopping = True
+        self._queue.shutdown()
+        for index, task in self._tasks.items():
+            if index not in self._busy:
+                task.cancel()  # idle in get(): cancelling there loses no key (see WorkQueue.get)
+        try:
+            pending = await self._wait_for_workers(set(self._tasks.values()), timeout)
+            if pending:
+                await self._cut(pending, grace=timeout)
+        except asyncio.CancelledError:
+            for task in self._tasks.values():  # whoever stops us will not wait: leave no orphans
+                task.cancel()
+            raise
+        self._log(logging.INFO, "worker pool stopped")
+
+    async def _cut(self, pending: set[asyncio.Task[None]], *, grace: float) -> None:
+        for index, key in sorted(self._busy.items()):
+            self._log(logging.WARNING, "reconcile cut by shutdown", key=key, worker=index, grace=grace)
+        for task in pending:
+            task.cancel()
+        # A reconcile that swallows CancelledError still ends its worker after it returns;
+        # bound the wait anyway so that stop() itself cannot hang.
+        for task in await self._wait_for_workers(pending, grace):
+            self._log(logging.ERROR, "worker ignored cancellation", task=task.get_name())
+
+    async def _wait_for_workers(
+        self, tasks: set[asyncio.Task[None]], seconds: float
+    ) -> set[asyncio.Task[None]]:
+        """Wait until `tasks` end or `seconds` pass on the queue's clock; return those left."""
+        remaining = {task for task in tasks if not task.done()}
+        if not remaining:
+            return remaining
+        clock = self._queue.clock
+        all_ended: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+        def ended(task: asyncio.Task[None]) -> None:
+            remaining.discard(task)
+            if not remaining and not all_ended.done():
+                all_ended.set_result(None)
+
+        for task in remaining:
+            task.add_done_callback(ended)
+        await clock.wait_until(all_ended, clock.now() + seconds)
+        for task in tasks:
+            task.remove_done_callback(ended)
+        return {task for task in tasks if not task.done()}
+
+    def _worker_ended(self, task: asyncio.Task[None]) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            # Only a bug in this module gets here: reconcile failures are caught below.
+            self._logger.error("worker crashed task=%s", task.get_name(), exc_info=task.exception())
+
+    # ----------------------------------------------------------------- the worker loop
+
+    async def _run_worker(self, index: int) -> None:
+        while await self._process_next_item(index):
+            pass
+
+    async def _process_next_item(self, index: int) -> bool:
+        """Take one key, reconcile it, tell the queue; False when the worker should end."""
+        try:
+            key = await self._queue.get()
+        except QueueShutDown:
+            return False
+        # No await between get() and here: stop() sees this worker as busy, not idle.
+        self._busy[index] = key
+        if self._metrics is not None:
+            self._metrics.worker_busy()
+        try:
+            await self._reconcile_handler(key)
+        finally:
+            self._queue.done(key)
+            del self._busy[index]
+            if self._metrics is not None:
+                self._metrics.worker_idle()
+        return not self._stopping
+
+    async def _reconcile_handler(self, key: Key) -> None:
+        started = self._queue.clock.now()
+        try:
+            requeue_after = _requeue_after(await self._reconcile(key))
+        except PermanentError as error:
+            self._on_permanent_error(key, error, started)
+        except asyncio.CancelledError as error:
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                raise  # we are being stopped: not the reconciler's failure
+            self._on_error(key, error, started, panic=True)  # a stray one, raised by the reconciler
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except BaseException as error:  # a buggy reconcile must not kill the worker
+            panic = isinstance(error, BadReconcileResult) or not isinstance(error, Exception)
+            self._on_error(key, error, started, panic=panic)
+        else:
+            self._on_success(key, requeue_after, started)
+
+    # ----------------------------------------------------------------- outcomes
+
+    def _on_success(self, key: Key, requeue_after: float, started: float) -> None:
+        self._queue.forget(key)
+        if requeue_after > 0:
+            self._queue.add_after(key, requeue_after)
+            self._observe("requeue_after", started)
+            self._log(logging.DEBUG, "reconciled", key=key, requeue_after=requeue_after)
+        else:
+            self._observe("success", started)
+            self._log(logging.DEBUG, "reconciled", key=key)
+
+    def _on_permanent_error(self, key: Key, error: PermanentError, started: float) -> None:
+        self._queue.forget(key)
+        if self._metrics is not None:
+            self._metrics.error(terminal=True)
+        self._observe("error", started)
+        self._log(logging.ERROR, "reconcile failed permanently", key=key, error=_describe(error), retry="no")
+
+    def _on_error(self, key: Key, error: BaseException, started: float, *, panic: bool) -> None:
+        delay = self._queue.add_rate_limited(key)
+        if self._metrics is not None:
+            self._metrics.error()
+            if panic:
+                self._metrics.panic()
+        self._observe("error", started)
+        fields: dict[str, object] = {"key": key, "error": _describe(error)}
+        if delay is None:
+            fields["retry"] = "no-queue-shut-down"
+        else:
+            fields["requeue_in"] = delay
+            fields["requeues"] = self._queue.num_requeues(key)
+        self._log(logging.ERROR, "reconcile failed", exc_info=error, **fields)
+
+    def _observe(self, result: str, started: float) -> None:
+        if self._metrics is not None:
+            self._metrics.reconciled(result, self._queue.clock.now() - started)
+
+    def _log(
+        self, level: int, message: str, *, exc_info: BaseException | None = None, **fields: object
+    ) -> None:
+        if self._logger.isEnabledFor(level):
+            pairs = [_pair("controller", self._name)] + [_pair(k, v) for k, v in fields.items()]
+            line = " ".join([message, *pairs])
+            self._logger.log(level, "%s", line, exc_info=exc_info)
+
+
+def _requeue_after(result: object) -> float:
+    if result is None:
+        return 0.0
+    if not isinstance(result, Result):
+        raise BadReconcileResult(f"reconcile returned {type(result).__name__}, expected Result or None")
+    return result.requeue_after or 0.0
+
+
+def _describe(error: BaseException) -> str:
+    text = str(error)
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__
+
+
+def _pair(name: str, value: object) -> str:
+    """One `name=value` of a log line; keys print as ns/name, odd strings are quoted."""
+    if isinstance(value, tuple) and len(value) == 2 and all(isinstance(part, str) for part in value):
+        namespace, obj = value
+        text = f"{namespace}/{obj}" if namespace else obj
+    elif isinstance(value, float):
+        text = repr(round(value, 3))
+    else:
+        text = str(value)
+    if not text or any(char.isspace() or char in '"=' for char in text):
+        text = json.dumps(text)
+    return f"{name}={text}"
