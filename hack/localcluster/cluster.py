@@ -182,7 +182,7 @@ class LocalCluster:
         state = {
             "ports": asdict(self.layout.ports),
             "bin_dir": str(self.layout.bin_dir),
-            "procs": [{**asdict(p), "log": str(p.log)} for p in self.procs],
+            "procs": [p.state() for p in self.procs],
         }
         (self.layout.root / STATE_FILE).write_text(json.dumps(state, indent=2))
 

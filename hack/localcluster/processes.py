@@ -15,7 +15,7 @@ import signal
 import subprocess
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 PR_SET_PDEATHSIG = 1
@@ -38,6 +38,11 @@ class Proc:
     pid: int
     log: Path
     binary: str
+    # Set when this very process started it; a Proc loaded from state.json has none.
+    popen: subprocess.Popen[bytes] | None = field(default=None, repr=False, compare=False)
+
+    def state(self) -> dict[str, object]:
+        return {"name": self.name, "pid": self.pid, "log": str(self.log), "binary": self.binary}
 
 
 def spawn(name: str, argv: list[str], log: Path, *, detach: bool) -> Proc:
@@ -52,11 +57,19 @@ def spawn(name: str, argv: list[str], log: Path, *, detach: bool) -> Proc:
             start_new_session=True,
             preexec_fn=None if detach else _die_with_parent,  # noqa: PLW1509
         )
-    return Proc(name=name, pid=popen.pid, log=log, binary=argv[0])
+    return Proc(name=name, pid=popen.pid, log=log, binary=argv[0], popen=popen)
 
 
 def alive(proc: Proc) -> bool:
-    """True while the pid exists, is not a zombie and still runs our binary (no pid reuse)."""
+    """True while the process runs.
+
+    Our own child: ask its Popen. Right after a fork+exec, /proc/PID/cmdline can still read
+    empty for a moment (the kernel installs the new argv after waking the parent), so it is no
+    proof of death. A process started by an earlier command (from state.json): the pid must
+    exist, not be a zombie, and still run our binary (a reused pid is not ours).
+    """
+    if proc.popen is not None:
+        return proc.popen.poll() is None
     _reap(proc.pid)
     try:
         cmdline = Path(f"/proc/{proc.pid}/cmdline").read_bytes()
