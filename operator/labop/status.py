@@ -68,8 +68,9 @@ def compute_status(
     """The complete `.status` of the LabServer `ls`.
 
     `deployment` and `service` are the children as read from the API (None if absent).
-    A child not controlled by `ls` is never reported as ours: its numbers are ignored and,
-    unless the caller already passed a problem, it is a ChildConflict.
+    A child not controlled by `ls` (judged by `ls`'s uid, so pass the object as read from the
+    API) is never reported as ours: its numbers are ignored and, unless the caller already
+    passed a problem, it is a ChildConflict.
     """
     deployment, service, problem = _disown_foreign_children(ls, deployment, service, problem)
     generation = _generation(ls)
