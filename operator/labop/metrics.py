@@ -12,7 +12,9 @@ The metric families are created once per registry and shared by every object bui
 Names, types, labels and buckets follow controller-runtime (pkg/metrics and
 internal/controller/metrics):
 
-* workqueue_depth (gauge), workqueue_adds_total (counter), workqueue_retries_total (counter),
+* workqueue_depth (gauge: keys marked for processing and not yet taken by a worker, i.e.
+  waiting, parked, or added again while processing, as client-go counts it),
+  workqueue_adds_total (counter: keys newly marked), workqueue_retries_total (counter),
   workqueue_queue_duration_seconds and workqueue_work_duration_seconds (histograms, buckets
   1e-8 .. 1e3 by factors of 10), workqueue_unfinished_work_seconds and
   workqueue_longest_running_processor_seconds (gauges computed at scrape time); labels

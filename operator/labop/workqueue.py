@@ -28,12 +28,16 @@ Who waits when the queue is full
 Only a producer offering a *new* key (neither waiting, parked nor processing) to `await add(key)`
 waits, and only while `maxsize` keys are waiting. `add_nowait(key)` raises `asyncio.QueueFull`
 instead. Inside kopf this matters: kopf runs one worker task per object, fed by an unbounded
-per-object queue of raw events. A handler awaiting `add` blocks only its own object's kopf
-worker; the raw events of that object pile up in kopf's backlog meanwhile (memory moves upstream,
-but only while we are full, and for the objects that are blocked). So the operator chooses per
-call site: `await add` where stalling that one object is the right backpressure, `add_nowait` where
-the caller must not stall (sync code, timers), falling back to e.g. `add_after(key, delay)` or to
-the next resync when it raises `QueueFull`.
+per-object queue of raw events, processed in order without coalescing. A handler awaiting `add`
+blocks only its own object's kopf worker; that object's raw events pile up in kopf's per-object
+queue meanwhile, while other objects' handlers go on (until they too meet a full queue). So the
+backlog moves upstream, into kopf, for the blocked objects only and only while we are full; once
+the key is in, every further event of that object is deduped here. Enqueue from
+`@kopf.on.event` handlers, which keep no state, so a parked handler delays no kopf bookkeeping.
+The operator chooses per call site: `await add` where stalling that one object is the right
+backpressure (event handlers), `add_nowait` where the caller must not stall (sync code, a
+periodic resync over all objects), falling back on `QueueFull` to e.g. `add_after(key, delay)`
+or simply to the next resync.
 
 Why delayed adds and requeues never block
 -----------------------------------------
@@ -56,23 +60,24 @@ are dropped, and `get` keeps handing out what is waiting or parked, then raises 
 `await shutdown_with_drain()` also waits until no key is processing. Nothing is lost for good:
 a restarted operator lists every object again.
 
-The Go lesson this replaces (/work/shared/seed/, day 38)
---------------------------------------------------------
-=================================  ==============================================
-Go (channel_demo, buffer_block)    here
-=================================  ==============================================
-`make(chan int, 2)` buffer size    `WorkQueue(maxsize=2)` (counts distinct keys)
-`jobs <- j` blocks when full       `await q.add(key)` (backpressure)
-`select { case jobs <- j: default: }`  `q.add_nowait(key)` raising `QueueFull`
-`close(jobs)`                      `q.shutdown()`
-workers `for j := range jobs`      `WorkerPool`: `get` until `QueueShutDown`
-=================================  ==============================================
+The Go lesson this grew from (/work/shared/seed/, K8S Lab day 38)
+-----------------------------------------------------------------
+* `jobs := make(chan int, 2)`, the buffer size  ->  `WorkQueue(maxsize=2)`, counted in
+  distinct keys.
+* `jobs <- j`, blocking while the buffer is full (backpressure)  ->  `await q.add(key)`.
+* `select { case jobs <- j: default: }`, the non-blocking send  ->  `q.add_nowait(key)`, which
+  raises `asyncio.QueueFull` where the channel would take the `default` branch.
+* `close(jobs)`  ->  `q.shutdown()`; like receivers on a closed channel, `get` still returns
+  what is buffered, then reports the end (`QueueShutDown` instead of `ok == false`).
+* three `worker` goroutines ranging over `jobs`  ->  `labop.workers.WorkerPool`, whose workers
+  `get` until `QueueShutDown`.
 
 What a channel lacks and a work queue adds: dedupe, "never two workers on one key", delayed and
 rate-limited retries, and `done` to say when work ended.
 
 All methods run on the event loop's thread; `add`, `get` and `shutdown_with_drain` are
-coroutines, the rest are plain calls, usable from sync code running on that thread.
+coroutines, the rest are plain calls, usable from sync code running on that thread (the first
+`add_after` with a positive delay starts the timer task, so it needs the running loop).
 """
 
 from __future__ import annotations

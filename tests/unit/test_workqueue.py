@@ -12,7 +12,7 @@ import random
 
 import pytest
 
-from labop.clock import FakeClock
+from labop.clock import FakeClock, MonotonicClock
 from labop.ratelimit import (
     BucketRateLimiter,
     ItemExponentialFailureRateLimiter,
@@ -291,6 +291,17 @@ async def test_a_producer_woken_for_a_key_that_got_deduped_passes_the_room_on() 
     assert await drain_now(queue) == ["b", "c"]
 
 
+async def test_a_producer_waiting_for_room_returns_once_its_key_got_in_another_way() -> None:
+    queue, _ = make_queue(maxsize=1)
+    await queue.add("a")
+    producer = asyncio.create_task(queue.add("b"))
+    await settle()
+    queue.add_after("b", 0)  # a retry of "b" is accepted without waiting: parked
+    await settle()
+    assert producer.done(), "its key is in: nothing left to wait for"
+    assert await drain_now(queue) == ["a", "b"]
+
+
 async def test_a_producer_cancelled_while_waiting_for_room_adds_nothing() -> None:
     queue, _ = make_queue(maxsize=1)
     await queue.add("a")
@@ -557,6 +568,40 @@ async def test_add_after_is_usable_before_the_loop_has_a_timer() -> None:
     queue.add_after("a", 1)  # starts the timer lazily
     clock.advance(1)
     assert await asyncio.wait_for(queue.get(), timeout=1) == "a"
+
+
+async def test_shutdown_ends_the_timer_task() -> None:
+    queue, _ = make_queue()
+    before = len(asyncio.all_tasks())
+    queue.add_after("a", 100)
+    await settle()
+    assert len(asyncio.all_tasks()) == before + 1
+    queue.shutdown()
+    await settle()
+    assert len(asyncio.all_tasks()) == before
+
+
+async def test_the_fake_clock_wakes_sleepers_only_when_advanced_past_their_deadline() -> None:
+    clock = FakeClock(start=10.0)
+    sleeper = asyncio.create_task(clock.sleep(2))
+    await settle()
+    clock.advance(1.5)
+    await settle()
+    assert not sleeper.done()
+    clock.advance(0.5)
+    await settle()
+    assert sleeper.done()
+    assert clock.now() == 12.0
+    with pytest.raises(ValueError, match="backwards"):
+        clock.advance(-1)
+
+
+async def test_the_real_clock_returns_at_once_for_a_past_deadline_or_a_done_wakeup() -> None:
+    clock = MonotonicClock()
+    woken: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    await asyncio.wait_for(clock.wait_until(woken, clock.now() - 1), timeout=1)
+    woken.set_result(None)
+    await asyncio.wait_for(clock.wait_until(woken, None), timeout=1)
 
 
 # --------------------------------------------------------------------------- rate limiting
