@@ -45,7 +45,7 @@ class Proc:
         return {"name": self.name, "pid": self.pid, "log": str(self.log), "binary": self.binary}
 
 
-def spawn(name: str, argv: list[str], log: Path, *, detach: bool) -> Proc:
+def spawn(name: str, argv: list[str], log: Path, *, detach: bool, env: dict[str, str] | None = None) -> Proc:
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("ab") as out:
         popen = subprocess.Popen(  # noqa: S603 - argv is built from our own constants
@@ -53,6 +53,7 @@ def spawn(name: str, argv: list[str], log: Path, *, detach: bool) -> Proc:
             stdin=subprocess.DEVNULL,
             stdout=out,
             stderr=subprocess.STDOUT,
+            env=env,
             # Own session: a Ctrl-C in the terminal reaches us, and we stop components in order.
             start_new_session=True,
             preexec_fn=None if detach else _die_with_parent,  # noqa: PLW1509
@@ -87,8 +88,9 @@ def _reap(pid: int) -> None:
 
 
 def stop(proc: Proc, *, timeout: float = 10.0) -> None:
-    """SIGTERM, wait up to ``timeout``, then SIGKILL. Safe on an already-gone process."""
-    for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, 5.0)):
+    """SIGTERM, wait up to ``timeout``, then SIGKILL (timeout 0: SIGKILL at once). Safe on a gone process."""
+    steps = ((signal.SIGTERM, timeout), (signal.SIGKILL, 5.0)) if timeout > 0 else ((signal.SIGKILL, 5.0),)
+    for sig, wait in steps:
         if not alive(proc):
             return
         try:

@@ -1,0 +1,37 @@
+"""``python -m labop [flags]``: the operator without the kopf CLI, settings from flags and env.
+
+Role: parse ``OperatorSettings``, then run kopf in-process with the same handlers that
+``kopf run operator/main.py`` loads. Neighbours: ``settings``, ``handlers``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+
+import kopf
+
+from labop import handlers
+from labop.settings import SettingsError, parse_args
+
+
+def main(argv: list[str]) -> int:
+    try:
+        settings = parse_args(argv, os.environ)
+    except SettingsError as err:
+        print(f"labop: {err}", file=sys.stderr)
+        return 2
+    kopf.configure(verbose=False)
+    memo = kopf.Memo({handlers.SETTINGS_MEMO_KEY: settings})
+    asyncio.run(kopf.operator(
+        memo=memo,
+        clusterwide=settings.clusterwide,
+        namespaces=list(settings.namespaces),
+        standalone=True,
+    ))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,87 @@
+"""The read cache: kopf indexes of LabServers and of the children, and the key mapping.
+
+Role: the index functions (registered in ``handlers``) store what the reconciler reads: each
+LabServer whole (it is small and the reconciler needs spec, metadata and status), and of every
+Deployment and Service only its identity and owner references (enough to tell ours from a
+same-named stranger; the live child comes back from the apply). ``Cache`` reads them by key;
+``owner_key`` maps a child's event to its LabServer's key.
+Neighbours: ``handlers`` (registers the indexes, enqueues keys), ``reconciler`` (reads).
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterator, Mapping
+from typing import Any, Protocol
+
+Key = tuple[str, str]  # (namespace, name)
+API_GROUP = "k8slab.dev"
+KIND = "LabServer"
+
+
+class IndexLike(Protocol):
+    """What the cache needs of a ``kopf.Index``: a mapping from key to a collection of values."""
+
+    def __getitem__(self, key: Any) -> Any: ...
+    def __contains__(self, key: object) -> bool: ...
+    def __iter__(self) -> Iterator[Any]: ...
+
+
+def labserver_entry(body: Mapping[str, Any]) -> dict[str, Any]:
+    """A private deep copy: kopf's body is a live view that later events change under us."""
+    return {
+        "apiVersion": body.get("apiVersion"),
+        "kind": body.get("kind"),
+        "metadata": copy.deepcopy(dict(body.get("metadata", {}))),
+        "spec": copy.deepcopy(dict(body.get("spec") or {})),
+        "status": copy.deepcopy(dict(body.get("status") or {})),
+    }
+
+
+def child_entry(body: Mapping[str, Any]) -> dict[str, Any]:
+    """Only what ownership checks need, so watching every Deployment and Service stays cheap."""
+    meta = body.get("metadata", {})
+    return {
+        "metadata": {
+            "name": meta.get("name"),
+            "namespace": meta.get("namespace"),
+            "uid": meta.get("uid"),
+            "ownerReferences": copy.deepcopy(list(meta.get("ownerReferences") or [])),
+        }
+    }
+
+
+def owner_key(child: Mapping[str, Any]) -> Key | None:
+    """The key of the LabServer that controls ``child``, or None if no LabServer does."""
+    meta = child.get("metadata") or {}
+    for ref in meta.get("ownerReferences") or []:
+        group = str(ref.get("apiVersion", "")).split("/", 1)[0]
+        if ref.get("controller") and ref.get("kind") == KIND and group == API_GROUP:
+            return (str(meta.get("namespace")), str(ref.get("name")))
+    return None
+
+
+def _one(index: IndexLike, key: Key) -> dict[str, Any] | None:
+    if key not in index:
+        return None
+    return next(iter(index[key]), None)
+
+
+class Cache:
+    def __init__(self, labservers: IndexLike, deployments: IndexLike, services: IndexLike) -> None:
+        self._labservers = labservers
+        self._deployments = deployments
+        self._services = services
+
+    def labserver(self, key: Key) -> dict[str, Any] | None:
+        return _one(self._labservers, key)
+
+    def deployment(self, key: Key) -> dict[str, Any] | None:
+        return _one(self._deployments, key)
+
+    def service(self, key: Key) -> dict[str, Any] | None:
+        return _one(self._services, key)
+
+    def labserver_keys(self) -> list[Key]:
+        # A snapshot: the index changes while the resync walks it.
+        return list(self._labservers)

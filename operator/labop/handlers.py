@@ -1,0 +1,84 @@
+"""The kopf side: indexes (the read cache) and one-line handlers that turn events into keys.
+
+Role: registers with kopf, on import, three indexes and three event handlers; each handler does
+event -> key -> enqueue and nothing else. No state-tracking handlers (on.create/update/...), so
+kopf writes no annotations, finalizers or status of its own onto anybody's objects.
+Startup builds the ``Controller`` (settings from ``memo`` when started by ``python -m labop``,
+else from the environment, since ``kopf run`` owns the command line) and tunes kopf's settings.
+Neighbours: ``operator/main.py`` and ``__main__`` import this; ``controller`` does the work.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+import kopf
+
+from labop.cache import Cache, child_entry, labserver_entry
+from labop.controller import Controller
+from labop.kubeapi import GROUP, PLURAL, VERSION, KubeApi, load_client
+from labop.settings import OperatorSettings, from_env
+
+SETTINGS_MEMO_KEY = "labop_settings"
+
+
+def configure_kopf(kopf_settings: kopf.OperatorSettings, settings: OperatorSettings) -> None:
+    # We elect no leader through kopf's peering objects: one replica, standalone.
+    kopf_settings.peering.standalone = True
+    kopf_settings.posting.level = logging.WARNING
+    # Bounded watch requests: a stream that silently stalls is reopened (kopf #585, #957).
+    kopf_settings.watching.server_timeout = 300
+    kopf_settings.watching.client_timeout = 330
+    kopf_settings.networking.request_timeout = settings.api_timeout
+    # kopf logs every event handler's success at INFO: one line per watch event, all noise here.
+    logging.getLogger("kopf.objects").setLevel(logging.WARNING)
+
+
+@kopf.on.startup()
+async def start_controller(settings: kopf.OperatorSettings, memo: kopf.Memo, labserver_index: kopf.Index,
+                           deployment_index: kopf.Index, service_index: kopf.Index, **_: Any) -> None:
+    ours = memo.get(SETTINGS_MEMO_KEY) or from_env(os.environ)
+    configure_kopf(settings, ours)
+    api = KubeApi(load_client(), field_manager=ours.field_manager,
+                  threads=max(4, 2 * ours.workers), timeout=ours.api_timeout)
+    memo.controller = Controller(ours, Cache(labserver_index, deployment_index, service_index), api)
+    await memo.controller.start()
+
+
+@kopf.on.cleanup()
+async def stop_controller(memo: kopf.Memo, **_: Any) -> None:
+    controller: Controller | None = memo.get("controller")
+    if controller is not None:
+        await controller.stop()
+
+
+@kopf.index(GROUP, VERSION, PLURAL)
+def labserver_index(namespace: str, name: str, body: kopf.Body, **_: Any) -> dict[Any, Any]:
+    return {(namespace, name): labserver_entry(body)}
+
+
+@kopf.index("apps", "v1", "deployments")
+def deployment_index(namespace: str, name: str, body: kopf.Body, **_: Any) -> dict[Any, Any]:
+    return {(namespace, name): child_entry(body)}
+
+
+@kopf.index("", "v1", "services")
+def service_index(namespace: str, name: str, body: kopf.Body, **_: Any) -> dict[Any, Any]:
+    return {(namespace, name): child_entry(body)}
+
+
+@kopf.on.event(GROUP, VERSION, PLURAL)
+async def labserver_event(namespace: str, name: str, memo: kopf.Memo, **_: Any) -> None:
+    await memo.controller.enqueue((namespace, name))
+
+
+@kopf.on.event("apps", "v1", "deployments")
+async def deployment_event(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    await memo.controller.enqueue_owner(body)
+
+
+@kopf.on.event("", "v1", "services")
+async def service_event(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    await memo.controller.enqueue_owner(body)

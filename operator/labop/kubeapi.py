@@ -1,0 +1,107 @@
+"""The operator's writes to the Kubernetes API: an async facade over the sync official client.
+
+Role: server-side apply of children, the status subresource patch, Events. Every blocking call
+runs on a small thread pool of its own (never on the event loop). API errors become the few
+kinds the reconciler tells apart: ``NotFound``/``Gone`` (the object went away), ``Conflict``
+(retry soon), anything else propagates and is retried with backoff by the workers.
+Reads do not come here: they come from kopf's indexes (``cache``).
+Neighbours: ``reconciler`` (its user), ``recorder`` (Events), ``controller`` (builds it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+import kubernetes
+from kubernetes.client import ApiClient, AppsV1Api, CoreV1Api, CustomObjectsApi
+from kubernetes.client.exceptions import ApiException
+
+T = TypeVar("T")
+GROUP, VERSION, PLURAL = "k8slab.dev", "v1alpha1", "labservers"
+APPLY = "application/apply-patch+yaml"
+MERGE = "application/merge-patch+json"
+
+
+class ApiError(Exception):
+    """An API answer the reconciler reacts to by kind."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(f"{status} {reason}")
+        self.status = status
+        self.reason = reason
+
+
+class NotFound(ApiError):
+    pass
+
+
+class Gone(ApiError):
+    pass
+
+
+class Conflict(ApiError):
+    pass
+
+
+def _translate(err: ApiException) -> Exception:
+    kinds: dict[int, type[ApiError]] = {404: NotFound, 409: Conflict, 410: Gone}
+    kind = kinds.get(int(err.status or 0))
+    return kind(int(err.status or 0), str(err.reason)) if kind else err
+
+
+def load_client() -> ApiClient:
+    """In-cluster credentials when running in a pod, else the kubeconfig (KUBECONFIG or ~/.kube)."""
+    try:
+        kubernetes.config.load_incluster_config()
+    except kubernetes.config.ConfigException:
+        kubernetes.config.load_kube_config()
+    return ApiClient()
+
+
+class KubeApi:
+    def __init__(self, client: ApiClient, *, field_manager: str, threads: int, timeout: float) -> None:
+        self._client = client
+        self._apps = AppsV1Api(client)
+        self._core = CoreV1Api(client)
+        self._custom = CustomObjectsApi(client)
+        self._manager = field_manager
+        self._timeout = timeout
+        self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="kubeapi")
+
+    async def _call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        loop = asyncio.get_running_loop()
+        call = functools.partial(fn, *args, _request_timeout=self._timeout, **kwargs)
+        try:
+            return await loop.run_in_executor(self._pool, call)
+        except ApiException as err:
+            raise _translate(err) from err
+
+    async def apply(self, obj: dict[str, Any]) -> dict[str, Any]:
+        """Server-side apply: we own exactly the fields we send; force takes them back from hand edits."""
+        kind, meta = obj["kind"], obj["metadata"]
+        method = {"Deployment": self._apps.patch_namespaced_deployment,
+                  "Service": self._core.patch_namespaced_service}[kind]
+        live = await self._call(
+            method, meta["name"], meta["namespace"], obj,
+            field_manager=self._manager, force=True, _content_type=APPLY,
+        )
+        return dict(self._client.sanitize_for_serialization(live))
+
+    async def patch_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
+        # A merge patch of /status: lists (conditions) are replaced whole, which is what we want,
+        # since we always send the complete condition list.
+        await self._call(
+            self._custom.patch_namespaced_custom_object_status,
+            GROUP, VERSION, namespace, PLURAL, name, {"status": status}, _content_type=MERGE,
+        )
+
+    async def create_event(self, namespace: str, event: dict[str, Any]) -> None:
+        await self._call(self._core.create_namespaced_event, namespace, event)
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        self._client.close()

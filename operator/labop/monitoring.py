@@ -1,0 +1,62 @@
+"""The operator's own HTTP endpoints: ``/metrics`` on one port, ``/healthz`` and ``/readyz`` on another.
+
+Role: two small aiohttp applications (as controller-runtime separates its metrics and health
+probe listeners), each on its own ``AppRunner``/``TCPSite``. ``/healthz`` says the worker pool is
+alive; ``/readyz`` says the controller has started and kopf has listed every watched kind once.
+Neighbours: ``controller`` starts and stops them and supplies the two checks and the registry.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+
+CHECKS = web.AppKey("checks", dict[str, Callable[[], bool]])
+REGISTRY = web.AppKey("registry", CollectorRegistry)
+
+
+async def _metrics(request: web.Request) -> web.Response:
+    body = generate_latest(request.app[REGISTRY])
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+def _probe(check_name: str) -> Callable[[web.Request], object]:
+    async def handler(request: web.Request) -> web.Response:
+        ok = request.app[CHECKS][check_name]()
+        return web.Response(status=200 if ok else 503, text="ok\n" if ok else f"{check_name} failing\n")
+
+    return handler
+
+
+def make_metrics_app(registry: CollectorRegistry) -> web.Application:
+    app = web.Application()
+    app[REGISTRY] = registry
+    app.router.add_get("/metrics", _metrics)
+    return app
+
+
+def make_health_app(healthy: Callable[[], bool], ready: Callable[[], bool]) -> web.Application:
+    app = web.Application()
+    app[CHECKS] = {"healthz": healthy, "readyz": ready}
+    app.router.add_get("/healthz", _probe("healthz"))  # type: ignore[arg-type]
+    app.router.add_get("/readyz", _probe("readyz"))  # type: ignore[arg-type]
+    return app
+
+
+@dataclass
+class Listener:
+    runner: web.AppRunner
+    port: int
+
+
+async def serve(app: web.Application, host: str, port: int) -> Listener:
+    """Start ``app`` on host:port (0 = any free port) and return the port it got."""
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port)
+    await site.start()
+    bound = runner.addresses[0][1] if runner.addresses else port
+    return Listener(runner=runner, port=int(bound))

@@ -1,0 +1,154 @@
+"""``reconcile(key)``: level-triggered, from whatever the cache holds now to the desired state.
+
+Role: one pass for one LabServer key, in small named steps: read it from the cache (gone or
+being deleted: nothing to do, the garbage collector removes the children); parse the spec (bad:
+permanent error, reported in status, not retried); leave same-named children that are not ours
+alone (ChildConflict); server-side apply the Deployment and the Service built by the pure
+builders (a deleted child comes back, a hand-edited owned field is restored); compute the status
+from what the apply returned and write it only when it changed; post Events on transitions.
+
+Error kinds (``error_policy`` lives in ``workers``): ``PermanentError`` is reported and not
+retried; any other exception is retried with the queue's rate limiter. A 409 is such a retry.
+Neighbours: ``cache`` (reads), ``kubeapi`` (writes), ``builders``/``status`` (pure), ``recorder``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from labop import reasons
+from labop.builders import build_deployment, build_service
+from labop.cache import Cache, Key
+from labop.errors import PermanentError
+from labop.kubeapi import ApiError, Gone, KubeApi, NotFound
+from labop.naming import is_controlled_by
+from labop.recorder import NORMAL, WARNING, EventRecorder
+from labop.spec import LabServerSpec, parse_spec
+from labop.status import Problem, compute_status
+from labop.workers import Result
+
+log = logging.getLogger("labop.reconciler")
+Children = dict[str, dict[str, Any] | None]
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _condition(status: Mapping[str, Any] | None, kind: str) -> Mapping[str, Any]:
+    for cond in (status or {}).get("conditions") or []:
+        if cond.get("type") == kind:
+            return dict(cond)
+    return {}
+
+
+def _without_nones(status: Mapping[str, Any]) -> dict[str, Any]:
+    # A merge patch deletes keys sent as null, so the stored status never holds them.
+    return {k: v for k, v in status.items() if v is not None}
+
+
+class Reconciler:
+    def __init__(
+        self,
+        cache: Cache,
+        api: KubeApi,
+        recorder: EventRecorder,
+        *,
+        default_image: str,
+        now: Callable[[], datetime] = _now,
+    ) -> None:
+        self._cache = cache
+        self._api = api
+        self._recorder = recorder
+        self._default_image = default_image
+        self._now = now
+
+    async def reconcile(self, key: Key) -> Result | None:
+        ls = self._cache.labserver(key)
+        if ls is None or ls["metadata"].get("deletionTimestamp"):
+            return None  # gone: ownerReferences let the garbage collector take the children
+        spec = await self._parse(ls)
+        try:
+            children = await self._apply_children(key, ls, spec)
+            await self._write_status(ls, children, problem=None)
+        except (NotFound, Gone):
+            return None  # the LabServer or its namespace went away meanwhile
+        return None
+
+    # --- steps --------------------------------------------------------------------------
+
+    async def _parse(self, ls: dict[str, Any]) -> LabServerSpec:
+        try:
+            return parse_spec(ls.get("spec"), default_image=self._default_image)
+        except PermanentError as err:
+            await self._report_problem(ls, Problem(reasons.INVALID_SPEC, str(err)))
+            raise
+
+    async def _apply_children(self, key: Key, ls: dict[str, Any], spec: LabServerSpec) -> Children:
+        desired = {"Deployment": build_deployment(ls, spec), "Service": build_service(ls, spec)}
+        cached = {"Deployment": self._cache.deployment(key), "Service": self._cache.service(key)}
+        strangers = [kind for kind, child in cached.items() if child is not None and not is_controlled_by(child, ls)]
+        if strangers:
+            # Race: a stranger created after the cache last saw the name would be adopted by the
+            # apply below if it has no controller; with one, the apiserver refuses our apply.
+            names = ", ".join(f"{kind} {key[1]}" for kind in strangers)
+            await self._report_problem(ls, Problem(
+                reasons.CHILD_CONFLICT,
+                f"{names} exists and is not controlled by this LabServer; delete or rename it",
+            ))
+            raise PermanentError(f"child conflict: {names}")
+        children: Children = {}
+        for kind, obj in desired.items():
+            children[kind] = await self._apply(ls, obj)
+            if cached[kind] is None:
+                await self._recorder.record(ls, NORMAL, reasons.EVENT_CREATED, f"Created {kind} {key[1]}")
+        return children
+
+    async def _apply(self, ls: dict[str, Any], obj: dict[str, Any]) -> dict[str, Any]:
+        try:
+            return await self._api.apply(obj)
+        except ApiError as err:
+            if err.status == 422:  # our desired object is invalid: only a spec change helps
+                problem = Problem(reasons.INVALID_SPEC, f"{obj['kind']} rejected by the API server: {err.reason}")
+                await self._report_problem(ls, problem)
+                raise PermanentError(problem.message) from err
+            raise
+
+    async def _write_status(self, ls: dict[str, Any], children: Children, *, problem: Problem | None) -> None:
+        old = ls.get("status") or {}
+        status = compute_status(
+            ls, deployment=children.get("Deployment"), service=children.get("Service"),
+            problem=problem, now=self._now(),
+        )
+        if _without_nones(status) == _without_nones(old):
+            return  # nothing new: no write, so no event loop of our own status updates
+        meta = ls["metadata"]
+        await self._api.patch_status(meta["namespace"], meta["name"], status)
+        await self._record_ready_transition(ls, old, status)
+
+    async def _record_ready_transition(self, ls: dict[str, Any], old: Mapping[str, Any], new: Mapping[str, Any]) -> None:
+        before, after = _condition(old, reasons.READY), _condition(new, reasons.READY)
+        if before.get("status") == after.get("status"):
+            return
+        meta = ls["metadata"]
+        log.info("ready changed key=%s/%s ready=%s reason=%s", meta["namespace"], meta["name"],
+                 after.get("status"), after.get("reason"))
+        if after.get("status") == "True":
+            await self._recorder.record(ls, NORMAL, reasons.EVENT_READY, str(after.get("message", "Ready")))
+        elif before.get("status") == "True":
+            await self._recorder.record(ls, WARNING, reasons.EVENT_NOT_READY, str(after.get("message", "")))
+
+    async def _report_problem(self, ls: dict[str, Any], problem: Problem) -> None:
+        """Status and a Warning Event, once per distinct problem (not on every retry)."""
+        known = _condition(ls.get("status"), reasons.DEGRADED)
+        if known.get("reason") != problem.reason or known.get("message") != problem.message:
+            await self._recorder.record(ls, WARNING, problem.reason, problem.message)
+        key = (ls["metadata"]["namespace"], ls["metadata"]["name"])
+        children: Children = {"Deployment": self._cache.deployment(key), "Service": self._cache.service(key)}
+        try:
+            await self._write_status(ls, children, problem=problem)
+        except (NotFound, Gone):
+            pass

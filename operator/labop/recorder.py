@@ -1,0 +1,61 @@
+"""Events on the LabServer: what a user must see in ``kubectl describe lsrv``.
+
+Role: build a core/v1 Event for a LabServer and post it; a failure to post is logged, never
+raised (an Event is a courtesy, not part of the reconcile's outcome). The reconciler only
+records on transitions (created a child, became Ready, a new problem), so no Event spam.
+Neighbours: ``reconciler`` decides what to record; ``kubeapi`` posts.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from labop.kubeapi import KubeApi
+
+NORMAL, WARNING = "Normal", "Warning"
+COMPONENT = "k8s-lab"
+log = logging.getLogger("labop.recorder")
+
+
+def build_event(ls: Mapping[str, Any], *, type_: str, reason: str, message: str, now: datetime) -> dict[str, Any]:
+    """A pure builder: the Event object for ``ls`` (tested without a cluster)."""
+    meta = ls["metadata"]
+    stamp = now.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return {
+        "apiVersion": "v1",
+        "kind": "Event",
+        "metadata": {"generateName": f"{meta['name']}.", "namespace": meta["namespace"]},
+        "involvedObject": {
+            "apiVersion": ls.get("apiVersion", "k8slab.dev/v1alpha1"),
+            "kind": ls.get("kind", "LabServer"),
+            "name": meta["name"],
+            "namespace": meta["namespace"],
+            "uid": meta.get("uid", ""),
+            "resourceVersion": meta.get("resourceVersion", ""),
+        },
+        "type": type_,
+        "reason": reason,
+        "message": message[:1024],
+        "source": {"component": COMPONENT},
+        "reportingComponent": COMPONENT,
+        "reportingInstance": COMPONENT,
+        "firstTimestamp": stamp,
+        "lastTimestamp": stamp,
+        "count": 1,
+    }
+
+
+class EventRecorder:
+    def __init__(self, api: KubeApi) -> None:
+        self._api = api
+
+    async def record(self, ls: Mapping[str, Any], type_: str, reason: str, message: str) -> None:
+        meta = ls["metadata"]
+        event = build_event(ls, type_=type_, reason=reason, message=message, now=datetime.now(UTC))
+        try:
+            await self._api.create_event(meta["namespace"], event)
+        except Exception as err:  # noqa: BLE001 - an Event must never fail a reconcile
+            log.warning("event not posted key=%s/%s reason=%s error=%r", meta["namespace"], meta["name"], reason, err)

@@ -1,0 +1,103 @@
+"""The operator's settings: one typed, frozen object built once at start from flags and env.
+
+Role: ``OperatorSettings`` holds every knob (workers, queue size, resync period, default image,
+namespaces, ports); ``from_env`` and ``parse_args`` build it; nothing else reads the environment.
+Neighbours: ``__main__`` (flags) and ``handlers`` (``kopf run``: env only, since kopf owns argv)
+build it; ``controller`` receives it explicitly.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, fields, replace
+
+DEFAULT_IMAGE = "ghcr.io/k8s-lab/labhttp:0.1.0"
+ENV_PREFIX = "LABOP_"
+
+
+class SettingsError(ValueError):
+    """A flag or environment variable has a value the operator cannot run with."""
+
+
+@dataclass(frozen=True)
+class OperatorSettings:
+    """Every knob; the field's ``help`` metadata is the README table's text."""
+
+    workers: int = field(default=2, metadata={"help": "concurrent reconciles (worker tasks)"})
+    queue_size: int = field(default=1000, metadata={"help": "distinct keys waiting before producers wait"})
+    resync_seconds: float = field(default=300.0, metadata={"help": "period of the full re-enqueue (0 = off)"})
+    default_image: str = field(default=DEFAULT_IMAGE, metadata={"help": "image when spec.image is empty"})
+    namespaces: tuple[str, ...] = field(
+        default=(), metadata={"help": "namespaces to watch, comma-separated (empty = all)"}
+    )
+    metrics_port: int = field(default=8080, metadata={"help": "port of /metrics (0 = off)"})
+    health_port: int = field(default=8081, metadata={"help": "port of /healthz and /readyz (0 = off)"})
+    bind_address: str = field(default="0.0.0.0", metadata={"help": "address the two ports bind to"})
+    field_manager: str = field(default="k8s-lab", metadata={"help": "server-side apply field manager"})
+    shutdown_timeout: float = field(default=30.0, metadata={"help": "grace for in-flight reconciles"})
+    api_timeout: float = field(default=30.0, metadata={"help": "timeout of one API request, seconds"})
+
+    def __post_init__(self) -> None:
+        if self.workers < 1:
+            raise SettingsError("workers must be at least 1")
+        if self.queue_size < 1:
+            raise SettingsError("queue_size must be at least 1")
+        if self.resync_seconds < 0:
+            raise SettingsError("resync_seconds must be 0 (off) or positive")
+        for name in ("metrics_port", "health_port"):
+            port = getattr(self, name)
+            if not 0 <= port <= 65535:
+                raise SettingsError(f"{name} must be 0..65535, not {port}")
+        if not self.default_image:
+            raise SettingsError("default_image must not be empty")
+
+    @property
+    def clusterwide(self) -> bool:
+        return not self.namespaces
+
+
+def env_name(field_name: str) -> str:
+    return ENV_PREFIX + field_name.upper()
+
+
+def _convert(name: str, raw: str, default: object) -> object:
+    try:
+        if isinstance(default, tuple):
+            return tuple(part.strip() for part in raw.split(",") if part.strip())
+        if isinstance(default, int):
+            return int(raw)
+        if isinstance(default, float):
+            return float(raw)
+    except ValueError as err:
+        raise SettingsError(f"{env_name(name)}={raw!r}: {err}") from None
+    return raw
+
+
+def from_env(env: Mapping[str, str], base: OperatorSettings | None = None) -> OperatorSettings:
+    """Settings from ``LABOP_*`` variables over ``base`` (the defaults if None)."""
+    base = base or OperatorSettings()
+    changes = {
+        f.name: _convert(f.name, env[env_name(f.name)], getattr(base, f.name))
+        for f in fields(OperatorSettings)
+        if env_name(f.name) in env
+    }
+    return replace(base, **changes)
+
+
+def parse_args(argv: Sequence[str], env: Mapping[str, str]) -> OperatorSettings:
+    """Flags win over environment variables, which win over defaults."""
+    from_environment = from_env(env)
+    parser = argparse.ArgumentParser(prog="python -m labop", description="The LabServer operator.")
+    for f in fields(OperatorSettings):
+        flag = "--" + f.name.replace("_", "-")
+        default = getattr(from_environment, f.name)
+        shown = ",".join(default) if isinstance(default, tuple) else default
+        parser.add_argument(flag, dest=f.name, default=None, help=f"{f.metadata['help']} (default {shown!r}; env {env_name(f.name)})")
+    parsed = parser.parse_args(list(argv))
+    changes = {
+        f.name: _convert(f.name, value, getattr(from_environment, f.name))
+        for f in fields(OperatorSettings)
+        if (value := getattr(parsed, f.name)) is not None
+    }
+    return replace(from_environment, **changes)

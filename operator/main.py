@@ -1,0 +1,8 @@
+"""The kopf entry point: ``kopf run operator/main.py -A`` (or ``-n NAMESPACE``).
+
+kopf puts this file's folder (``operator/``) on ``sys.path`` and loads it, so the ``labop``
+package beside it is importable; importing ``labop.handlers`` registers every handler.
+Settings come from ``LABOP_*`` environment variables (see the README), since kopf owns the flags.
+"""
+
+import labop.handlers  # noqa: F401  (registers the kopf handlers)

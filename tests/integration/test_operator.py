@@ -1,0 +1,206 @@
+"""The operator on the full local cluster, run as users run it: ``kopf run operator/main.py -A``."""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kubernetes.client import ApiClient, AppsV1Api, CoreV1Api, CustomObjectsApi
+from kubernetes.client.exceptions import ApiException
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.support.cluster import Cluster
+from tests.support.operator import OperatorProcess
+from tests.support.waiting import eventually
+
+pytestmark = pytest.mark.cluster
+GROUP, VERSION, PLURAL = "k8slab.dev", "v1alpha1", "labservers"
+
+
+@pytest.fixture(scope="module")
+def operator(full_cluster: Cluster) -> Iterator[OperatorProcess]:
+    with tempfile.TemporaryDirectory(prefix="k8s-lab-operator-") as folder:
+        op = OperatorProcess(full_cluster.kubeconfig, Path(folder) / "operator.log", resync_seconds="30")
+        op.start()
+        try:
+            yield op
+        finally:
+            op.stop()
+            print("--- operator log tail ---\n" + op.log_tail())
+
+
+def a_labserver(name: str, **spec: Any) -> dict[str, Any]:
+    return {"apiVersion": f"{GROUP}/{VERSION}", "kind": "LabServer", "metadata": {"name": name}, "spec": spec}
+
+
+class Lab:
+    """The calls these tests make, named by intent."""
+
+    def __init__(self, api: ApiClient, namespace: str) -> None:
+        self.ns = namespace
+        self.objects, self.apps, self.core = CustomObjectsApi(api), AppsV1Api(api), CoreV1Api(api)
+
+    def create(self, body: dict[str, Any]) -> dict[str, Any]:
+        return self.objects.create_namespaced_custom_object(GROUP, VERSION, self.ns, PLURAL, body)
+
+    def get(self, name: str) -> dict[str, Any]:
+        return self.objects.get_namespaced_custom_object(GROUP, VERSION, self.ns, PLURAL, name)
+
+    def patch_spec(self, name: str, spec: dict[str, Any]) -> None:
+        self.objects.patch_namespaced_custom_object(GROUP, VERSION, self.ns, PLURAL, name, {"spec": spec})
+
+    def delete(self, name: str) -> None:
+        self.objects.delete_namespaced_custom_object(GROUP, VERSION, self.ns, PLURAL, name)
+
+    def deployment(self, name: str) -> Any:
+        try:
+            return self.apps.read_namespaced_deployment(name, self.ns)
+        except ApiException as err:
+            if err.status == 404:
+                return None
+            raise
+
+    def service(self, name: str) -> Any:
+        try:
+            return self.core.read_namespaced_service(name, self.ns)
+        except ApiException as err:
+            if err.status == 404:
+                return None
+            raise
+
+    def condition(self, name: str, kind: str) -> dict[str, Any]:
+        for cond in self.get(name).get("status", {}).get("conditions", []):
+            if cond["type"] == kind:
+                return dict(cond)
+        return {}
+
+    def is_ready(self, name: str) -> bool:
+        ls = self.get(name)
+        ready = self.condition(name, "Ready").get("status") == "True"
+        return ready and ls["status"].get("observedGeneration") == ls["metadata"]["generation"]
+
+    def event_reasons(self, name: str) -> set[str]:
+        events = self.core.list_namespaced_event(self.ns, field_selector=f"involvedObject.name={name}").items
+        return {e.reason for e in events if e.involved_object.kind == "LabServer"}
+
+
+@pytest.fixture
+def lab(operator: OperatorProcess, api: ApiClient, namespace: str) -> Lab:
+    return Lab(api, namespace)
+
+
+def container_env(deployment: Any) -> dict[str, str]:
+    return {e.name: e.value for e in deployment.spec.template.spec.containers[0].env}
+
+
+def test_a_new_labserver_gets_owned_children_and_kubectl_wait_sees_it_ready(lab: Lab, full_cluster: Cluster) -> None:
+    ls = lab.create(a_labserver("web", replicas=2, message="hi"))
+    full_cluster.kubectl("wait", "-n", lab.ns, "--for=condition=Ready", "lsrv/web", "--timeout=120s")
+    dep, svc = lab.deployment("web"), lab.service("web")
+    for child in (dep, svc):
+        (ref,) = child.metadata.owner_references
+        assert (ref.kind, ref.name, ref.uid, ref.controller, ref.block_owner_deletion) == (
+            "LabServer", "web", ls["metadata"]["uid"], True, True)
+    assert dep.status.ready_replicas == 2
+    assert container_env(dep)["LABHTTP_MESSAGE"] == "hi"
+    assert {p.name: p.port for p in svc.spec.ports} == {"api": 8080, "metrics": 9090}
+    status = lab.get("web")["status"]
+    assert status["readyReplicas"] == 2
+    assert status["endpoints"]["host"].startswith(f"web.{lab.ns}.svc")
+    assert "Created" in lab.event_reasons("web") and "Ready" in lab.event_reasons("web")
+
+
+def test_editing_message_and_listeners_is_followed_by_the_children_and_observed_generation(lab: Lab) -> None:
+    lab.create(a_labserver("edit"))
+    eventually(lambda: lab.is_ready("edit"), timeout=120, what="edit Ready")
+    lab.patch_spec("edit", {"message": "changed", "listeners": [{"name": "http", "port": 8081}]})
+    eventually(lambda: container_env(lab.deployment("edit"))["LABHTTP_MESSAGE"] == "changed", timeout=60,
+               what="the new message in the Deployment")
+    eventually(lambda: {p.name: p.port for p in lab.service("edit").spec.ports} == {"http": 8081}, timeout=60,
+               what="the Service to expose only the new listener")
+    eventually(lambda: lab.is_ready("edit") and lab.get("edit")["metadata"]["generation"] == 2, timeout=120,
+               what="observedGeneration 2 and Ready")
+    ports = lab.deployment("edit").spec.template.spec.containers[0].ports
+    assert [(p.name, p.container_port) for p in ports] == [("http", 8081)]
+
+
+def test_kubectl_scale_reaches_three_ready_replicas(lab: Lab, full_cluster: Cluster) -> None:
+    lab.create(a_labserver("scaled"))
+    eventually(lambda: lab.is_ready("scaled"), timeout=120, what="scaled Ready")
+    full_cluster.kubectl("scale", "-n", lab.ns, "lsrv/scaled", "--replicas=3")
+    eventually(lambda: lab.is_ready("scaled") and lab.get("scaled")["status"]["readyReplicas"] == 3,
+               timeout=120, what="3 ready replicas reported")
+    assert lab.deployment("scaled").spec.replicas == 3
+
+
+def test_a_deleted_deployment_is_recreated(lab: Lab) -> None:
+    lab.create(a_labserver("phoenix"))
+    eventually(lambda: lab.is_ready("phoenix"), timeout=120, what="phoenix Ready")
+    old_uid = lab.deployment("phoenix").metadata.uid
+    lab.apps.delete_namespaced_deployment("phoenix", lab.ns)
+    eventually(lambda: (d := lab.deployment("phoenix")) is not None and d.metadata.uid != old_uid,
+               timeout=60, what="a new Deployment")
+    eventually(lambda: lab.is_ready("phoenix"), timeout=120, what="phoenix Ready again")
+
+
+def test_a_hand_edited_owned_field_is_restored(lab: Lab) -> None:
+    lab.create(a_labserver("drift", image="example/lab:1"))
+    eventually(lambda: lab.is_ready("drift"), timeout=120, what="drift Ready")
+    patch = {"spec": {"template": {"spec": {"containers": [{"name": "server", "image": "evil/image:6"}]}}}}
+    lab.apps.patch_namespaced_deployment("drift", lab.ns, patch)
+    eventually(lambda: lab.deployment("drift").spec.template.spec.containers[0].image == "example/lab:1",
+               timeout=60, what="the image to be restored")
+
+
+def test_deleting_a_labserver_garbage_collects_its_children(lab: Lab) -> None:
+    lab.create(a_labserver("brief"))
+    eventually(lambda: lab.deployment("brief") is not None and lab.service("brief") is not None, timeout=60,
+               what="children")
+    lab.delete("brief")
+    eventually(lambda: lab.deployment("brief") is None and lab.service("brief") is None, timeout=120,
+               what="children garbage-collected")
+
+
+def test_a_same_named_stranger_is_left_alone_and_reported_until_it_goes(lab: Lab) -> None:
+    lab.core.create_namespaced_service(lab.ns, {
+        "metadata": {"name": "taken"}, "spec": {"ports": [{"port": 80}], "selector": {"app": "other"}}})
+    lab.create(a_labserver("taken"))
+    eventually(lambda: lab.condition("taken", "Degraded").get("reason") == "ChildConflict", timeout=60,
+               what="Degraded ChildConflict")
+    assert lab.service("taken").spec.ports[0].port == 80  # untouched
+    assert lab.deployment("taken") is None
+    assert "ChildConflict" in lab.event_reasons("taken")
+    lab.core.delete_namespaced_service("taken", lab.ns)
+    eventually(lambda: lab.is_ready("taken"), timeout=120, what="Ready once the stranger is gone")
+
+
+def test_a_spec_the_schema_cannot_catch_is_reported_in_status_without_children(lab: Lab) -> None:
+    resources = {"requests": {"cpu": "2"}, "limits": {"cpu": "1"}}
+    lab.create(a_labserver("greedy", resources=resources))
+    eventually(lambda: lab.condition("greedy", "Degraded").get("reason") == "InvalidSpec", timeout=60,
+               what="Degraded InvalidSpec")
+    assert "requests.cpu" in lab.condition("greedy", "Degraded")["message"]
+    assert lab.condition("greedy", "Ready")["status"] == "False"
+    assert lab.deployment("greedy") is None
+    # Fixing the spec is all it takes.
+    lab.patch_spec("greedy", {"resources": {"requests": {"cpu": "1"}, "limits": {"cpu": "1"}}})
+    eventually(lambda: lab.is_ready("greedy"), timeout=120, what="Ready after the fix")
+
+
+def test_the_operator_serves_controller_runtime_metrics(lab: Lab, operator: OperatorProcess) -> None:
+    lab.create(a_labserver("measured"))
+    eventually(lambda: lab.is_ready("measured"), timeout=120, what="measured Ready")
+    families = {f.name: f for f in text_string_to_metric_families(operator.metrics_text())}
+    for name in ("workqueue_depth", "workqueue_adds", "workqueue_queue_duration_seconds",
+                 "workqueue_work_duration_seconds", "workqueue_unfinished_work_seconds",
+                 "workqueue_longest_running_processor_seconds", "workqueue_retries",
+                 "controller_runtime_reconcile", "controller_runtime_reconcile_errors",
+                 "controller_runtime_reconcile_time_seconds", "controller_runtime_max_concurrent_reconciles",
+                 "controller_runtime_active_workers"):
+        assert name in families, name
+    successes = [s.value for s in families["controller_runtime_reconcile"].samples
+                 if s.name == "controller_runtime_reconcile_total" and s.labels["result"] == "success"]
+    assert successes and successes[0] >= 1

@@ -1,0 +1,71 @@
+"""The operator as users run it: ``kopf run operator/main.py -A`` in a subprocess of the test.
+
+It dies with the test run (see ``localcluster.processes``), logs to a file whose tail is shown
+when a wait fails, and serves /metrics and /readyz on free loopback ports.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from localcluster import processes
+from localcluster.cluster import free_port
+
+from tests.support.cluster import REPO
+
+
+class OperatorProcess:
+    def __init__(self, kubeconfig: Path, log: Path, **settings: str) -> None:
+        self.kubeconfig = kubeconfig
+        self.log = log
+        self.metrics_port = free_port()
+        self.health_port = free_port()
+        self.settings = settings
+        self.proc: processes.Proc | None = None
+
+    def start(self) -> None:
+        env = {
+            **os.environ,
+            "KUBECONFIG": str(self.kubeconfig),
+            "LABOP_METRICS_PORT": str(self.metrics_port),
+            "LABOP_HEALTH_PORT": str(self.health_port),
+            "LABOP_BIND_ADDRESS": "127.0.0.1",
+            **{f"LABOP_{k.upper()}": v for k, v in self.settings.items()},
+        }
+        argv = [sys.executable, "-m", "kopf", "run", str(REPO / "operator" / "main.py"), "-A"]
+        self.proc = processes.spawn("operator", argv, self.log, detach=False, env=env)
+        processes.wait_for("the operator's /readyz", self.ready, timeout=60, watch=[self.proc])
+
+    def ready(self) -> bool:
+        return self._get(self.health_port, "/readyz")[0] == 200
+
+    def metrics_text(self) -> str:
+        status, body = self._get(self.metrics_port, "/metrics")
+        assert status == 200, body
+        return body
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            processes.stop(self.proc, timeout=40)
+            self.proc = None
+
+    def kill(self) -> None:
+        """SIGKILL: no graceful anything, as when a node dies under the operator."""
+        if self.proc is not None:
+            processes.stop(self.proc, timeout=0)
+            self.proc = None
+
+    def log_tail(self) -> str:
+        return processes.log_tail(self.log, 40)
+
+    @staticmethod
+    def _get(port: int, path: str) -> tuple[int, str]:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as resp:
+                return int(resp.status), resp.read().decode()
+        except urllib.error.HTTPError as err:
+            return err.code, err.read().decode()
