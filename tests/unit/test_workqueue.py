@@ -688,7 +688,7 @@ def test_token_bucket_allows_a_burst_of_100_then_10_per_second() -> None:
 
 def test_the_default_limiter_is_the_max_of_per_key_backoff_and_the_bucket() -> None:
     clock = FakeClock()
-    limiter = default_controller_rate_limiter(clock)
+    limiter: MaxOfRateLimiter[str] = default_controller_rate_limiter(clock)
     assert isinstance(limiter, MaxOfRateLimiter)
     assert limiter.when("a") == 0.005  # bucket has tokens: the per-key backoff decides
     for i in range(99):

@@ -28,17 +28,28 @@ pytestmark = pytest.mark.timeout(60)
 KEYS = ("a", "b", "c", "d", "e")
 WORKERS = 4
 
-key = st.sampled_from(KEYS)
-worker = st.integers(0, WORKERS - 1)
-operation = st.one_of(
-    st.tuples(st.just("add"), key),
-    st.tuples(st.just("add_nowait"), key),
-    st.tuples(st.just("add_after"), key, st.sampled_from([0.0, 0.5, 1.0, 3.0])),
-    st.tuples(st.just("get"), worker),
-    st.tuples(st.just("done"), worker),
-    st.tuples(st.just("advance"), st.sampled_from([0.5, 1.0, 2.0])),
+KINDS = ("add", "add_nowait", "add_after", "get", "done", "advance")
+DELAYS = (0.0, 0.5, 1.0, 3.0)  # for add_after; "advance" moves the clock by 0.5 .. 2.0
+# Flat integer tuples are cheap for hypothesis to draw and shrink: (kind, key or worker, delay
+# or advance, loop turns afterwards). `as_operation` gives them their meaning.
+step = st.tuples(
+    st.integers(0, len(KINDS) - 1),
+    st.integers(0, len(KEYS) - 1),
+    st.integers(0, len(DELAYS) - 1),
+    st.integers(0, 3),
 )
-step = st.tuples(operation, st.integers(0, 3))  # the operation, then that many loop turns
+
+
+def as_operation(raw: tuple[int, int, int, int]) -> tuple[tuple[object, ...], int]:
+    kind_index, target, amount, turns = raw
+    kind = KINDS[kind_index]
+    if kind in ("get", "done"):
+        return (kind, target % WORKERS), turns
+    if kind == "add_after":
+        return (kind, KEYS[target], DELAYS[amount]), turns
+    if kind == "advance":
+        return (kind, 0.5 * (1 + amount)), turns
+    return (kind, KEYS[target]), turns
 
 
 @dataclass
@@ -124,10 +135,10 @@ class Run:
         await asyncio.gather(*self.getting.values(), return_exceptions=True)
 
 
-async def play(maxsize: int, script: list[tuple[tuple[object, ...], int]]) -> Run:
+async def play(maxsize: int, script: list[tuple[int, int, int, int]]) -> Run:
     clock = FakeClock()
     run = Run(WorkQueue(maxsize=maxsize, clock=clock), clock, maxsize)
-    for op, turns in script:
+    for op, turns in map(as_operation, script):
         await run.apply(op)
         run.collect_gets()
         run.check()
@@ -147,7 +158,7 @@ def runner() -> Iterator[asyncio.Runner]:
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(maxsize=st.integers(1, 3), script=st.lists(step, max_size=60))
 def test_random_interleavings_keep_keys_exclusive_bounded_and_never_lost(
-    runner: asyncio.Runner, maxsize: int, script: list[tuple[tuple[object, ...], int]]
+    runner: asyncio.Runner, maxsize: int, script: list[tuple[int, int, int, int]]
 ) -> None:
     run = runner.run(play(maxsize, script))
     for added, when in run.last_add.items():
