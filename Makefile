@@ -25,6 +25,8 @@ $(VENV)/.installed: requirements.lock
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python >= 3.11 is required")'
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install -q --disable-pip-version-check --require-hashes -r requirements.lock
+	@# `python -m labop` and `python -m labhttp` work from the venv, as `kopf run operator/main.py` does.
+	@printf '%s\n' "$(CURDIR)/operator" "$(CURDIR)/servers" > "$$($(PY) -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/k8s-lab.pth"
 	@touch $@
 
 .PHONY: lock
