@@ -1,0 +1,3 @@
+module k8slab.dev/bench/goserver
+
+go 1.22
