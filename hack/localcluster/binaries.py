@@ -25,7 +25,7 @@ def bin_dir(needed: tuple[str, ...] = FULL_CLUSTER) -> Path:
         folder = Path(assets)
     else:
         # build-bins.sh prints the folder on stdout; its progress goes to stderr, shown as it goes.
-        out = subprocess.run([str(BUILD_SCRIPT)], check=True, stdout=subprocess.PIPE, text=True)  # noqa: S603
+        out = subprocess.run([str(BUILD_SCRIPT)], check=True, stdout=subprocess.PIPE, text=True)
         folder = Path(out.stdout.strip().splitlines()[-1])
     missing = [b for b in needed if not (folder / b).is_file()]
     if missing:

@@ -83,9 +83,11 @@ class LocalCluster:
     def full(self) -> bool:
         return any(p.name == "kwok" for p in self.procs)
 
-    def kubectl(self, *args: str, check: bool = True, input: str | None = None) -> subprocess.CompletedProcess[str]:
+    def kubectl(
+        self, *args: str, check: bool = True, input: str | None = None
+    ) -> subprocess.CompletedProcess[str]:
         argv = [self.layout.binary("kubectl"), f"--kubeconfig={self.kubeconfig}", *args]
-        return subprocess.run(argv, check=check, capture_output=True, text=True, input=input)  # noqa: S603
+        return subprocess.run(argv, check=check, capture_output=True, text=True, input=input)
 
     # --- start and stop --------------------------------------------------------------------
 
@@ -111,9 +113,16 @@ class LocalCluster:
         self._save_state()
         watch = list(self.procs)
         port = lay.ports
-        self._wait("controller-manager /healthz",
-                   lambda: insecure_healthz(f"https://127.0.0.1:{port.controller_manager}/healthz"), watch)
-        self._wait("scheduler /healthz", lambda: insecure_healthz(f"https://127.0.0.1:{port.scheduler}/healthz"), watch)
+        self._wait(
+            "controller-manager /healthz",
+            lambda: insecure_healthz(f"https://127.0.0.1:{port.controller_manager}/healthz"),
+            watch,
+        )
+        self._wait(
+            "scheduler /healthz",
+            lambda: insecure_healthz(f"https://127.0.0.1:{port.scheduler}/healthz"),
+            watch,
+        )
         del cm, sched, kwok
         names = [f"kwok-node-{i}" for i in range(self.settings.nodes)]
         for name in names:
@@ -121,8 +130,11 @@ class LocalCluster:
         for name in names:
             self._wait(f"node {name} Ready", lambda n=name: self._node_ready(n), watch)
         # Pods are refused in a namespace until the controller-manager made its `default` SA.
-        self._wait("ServiceAccount default/default",
-                   lambda: self.api.get("/api/v1/namespaces/default/serviceaccounts/default") is not None, watch)
+        self._wait(
+            "ServiceAccount default/default",
+            lambda: self.api.get("/api/v1/namespaces/default/serviceaccounts/default") is not None,
+            watch,
+        )
 
     def stop(self) -> None:
         """Stop every process, newest first (kwok before the apiserver before etcd)."""
@@ -168,10 +180,21 @@ class LocalCluster:
         config = {
             "apiVersion": "v1",
             "kind": "Config",
-            "clusters": [{"name": "k8s-lab", "cluster": {
-                "server": self.server, "certificate-authority-data": _b64(p.ca_cert)}}],
-            "users": [{"name": "k8s-lab-admin", "user": {
-                "client-certificate-data": _b64(p.admin_cert), "client-key-data": _b64(p.admin_key)}}],
+            "clusters": [
+                {
+                    "name": "k8s-lab",
+                    "cluster": {"server": self.server, "certificate-authority-data": _b64(p.ca_cert)},
+                }
+            ],
+            "users": [
+                {
+                    "name": "k8s-lab-admin",
+                    "user": {
+                        "client-certificate-data": _b64(p.admin_cert),
+                        "client-key-data": _b64(p.admin_key),
+                    },
+                }
+            ],
             "contexts": [{"name": "k8s-lab", "context": {"cluster": "k8s-lab", "user": "k8s-lab-admin"}}],
             "current-context": "k8s-lab",
         }

@@ -9,6 +9,7 @@ Neighbours: ``cluster`` decides what to run; ``components`` builds the argv.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import signal
@@ -48,7 +49,7 @@ class Proc:
 def spawn(name: str, argv: list[str], log: Path, *, detach: bool, env: dict[str, str] | None = None) -> Proc:
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("ab") as out:
-        popen = subprocess.Popen(  # noqa: S603 - argv is built from our own constants
+        popen = subprocess.Popen(  # argv is built from our own constants
             argv,
             stdin=subprocess.DEVNULL,
             stdout=out,
@@ -56,7 +57,7 @@ def spawn(name: str, argv: list[str], log: Path, *, detach: bool, env: dict[str,
             env=env,
             # Own session: a Ctrl-C in the terminal reaches us, and we stop components in order.
             start_new_session=True,
-            preexec_fn=None if detach else _die_with_parent,  # noqa: PLW1509
+            preexec_fn=None if detach else _die_with_parent,
         )
     return Proc(name=name, pid=popen.pid, log=log, binary=argv[0], popen=popen)
 
@@ -81,10 +82,9 @@ def alive(proc: Proc) -> bool:
 
 
 def _reap(pid: int) -> None:
-    try:
+    # ChildProcessError: not our child (started by an earlier `cluster-up`): init reaps it.
+    with contextlib.suppress(ChildProcessError):
         os.waitpid(pid, os.WNOHANG)
-    except ChildProcessError:
-        pass  # not our child (started by an earlier `cluster-up`): init reaps it
 
 
 def stop(proc: Proc, *, timeout: float = 10.0) -> None:

@@ -24,12 +24,14 @@ def main(argv: list[str]) -> int:
         return 2
     kopf.configure(verbose=False)
     memo = kopf.Memo({handlers.SETTINGS_MEMO_KEY: settings})
-    asyncio.run(kopf.operator(
-        memo=memo,
-        clusterwide=settings.clusterwide,
-        namespaces=list(settings.namespaces),
-        standalone=True,
-    ))
+    asyncio.run(
+        kopf.operator(
+            memo=memo,
+            clusterwide=settings.clusterwide,
+            namespaces=list(settings.namespaces),
+            standalone=True,
+        )
+    )
     return 0
 
 

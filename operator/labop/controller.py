@@ -22,7 +22,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector
 
 from labop.cache import Cache, Key, owner_key
-from labop.kubeapi import KubeApi
+from labop.kubeapi import KubeApiLike
 from labop.metrics import ControllerMetrics, QueueMetrics
 from labop.monitoring import Listener, make_health_app, make_metrics_app, serve
 from labop.reconciler import Reconciler
@@ -44,8 +44,13 @@ def new_registry() -> CollectorRegistry:
 
 
 class Controller:
-    def __init__(self, settings: OperatorSettings, cache: Cache, api: KubeApi,
-                 registry: CollectorRegistry | None = None) -> None:
+    def __init__(
+        self,
+        settings: OperatorSettings,
+        cache: Cache,
+        api: KubeApiLike,
+        registry: CollectorRegistry | None = None,
+    ) -> None:
         self.settings = settings
         self.cache = cache
         self.api = api
@@ -55,8 +60,12 @@ class Controller:
         )
         reconciler = Reconciler(cache, api, EventRecorder(api), default_image=settings.default_image)
         self.pool = WorkerPool(
-            self.queue, reconciler.reconcile, workers=settings.workers, name=NAME,
-            metrics=ControllerMetrics(self.registry, NAME), logger=logging.getLogger("labop.workers"),
+            self.queue,
+            reconciler.reconcile,
+            workers=settings.workers,
+            name=NAME,
+            metrics=ControllerMetrics(self.registry, NAME),
+            logger=logging.getLogger("labop.workers"),
         )
         # kopf runs handlers only after every indexed kind was listed once: the first key from a
         # handler proves the cache is complete, so the resync (which walks the cache) waits for it.
@@ -94,12 +103,20 @@ class Controller:
             self._resync_task = asyncio.create_task(self._resync_forever(), name="labop-resync")
         s = self.settings
         if s.metrics_port:
-            self._listeners.append(await serve(make_metrics_app(self.registry), s.bind_address, s.metrics_port))
+            metrics = make_metrics_app(self.registry)
+            self._listeners.append(await serve(metrics, s.bind_address, s.metrics_port))
         if s.health_port:
-            health = make_health_app(lambda: self.pool.running, lambda: self.pool.running and self.primed.is_set())
+            health = make_health_app(
+                lambda: self.pool.running, lambda: self.pool.running and self.primed.is_set()
+            )
             self._listeners.append(await serve(health, s.bind_address, s.health_port))
-        log.info("controller started workers=%d queue_size=%d resync_seconds=%g ports=%s",
-                 s.workers, s.queue_size, s.resync_seconds, [lst.port for lst in self._listeners])
+        log.info(
+            "controller started workers=%d queue_size=%d resync_seconds=%g ports=%s",
+            s.workers,
+            s.queue_size,
+            s.resync_seconds,
+            [lst.port for lst in self._listeners],
+        )
 
     async def stop(self) -> None:
         if self._resync_task is not None:

@@ -12,16 +12,18 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import Any
+from typing import Any, cast
 
 import kopf
 
-from labop.cache import Cache, child_entry, labserver_entry
+from labop.cache import Cache, Key, child_entry, labserver_entry
 from labop.controller import Controller
 from labop.kubeapi import GROUP, PLURAL, VERSION, KubeApi, load_client
 from labop.settings import OperatorSettings, from_env
 
 SETTINGS_MEMO_KEY = "labop_settings"
+# What the indexes hold per key: a LabServer entry, or a child entry (see ``cache``).
+Entries = kopf.Index[Key, dict[str, Any]]
 
 
 def configure_kopf(kopf_settings: kopf.OperatorSettings, settings: OperatorSettings) -> None:
@@ -36,13 +38,27 @@ def configure_kopf(kopf_settings: kopf.OperatorSettings, settings: OperatorSetti
     logging.getLogger("kopf.objects").setLevel(logging.WARNING)
 
 
-@kopf.on.startup()
-async def start_controller(settings: kopf.OperatorSettings, memo: kopf.Memo, labserver_index: kopf.Index,
-                           deployment_index: kopf.Index, service_index: kopf.Index, **_: Any) -> None:
-    ours = memo.get(SETTINGS_MEMO_KEY) or from_env(os.environ)
+def _controller(memo: kopf.Memo) -> Controller:
+    return cast(Controller, memo.controller)  # set by start_controller before any event handler runs
+
+
+@kopf.on.startup()  # type: ignore[arg-type]  # kopf passes the indexes as extra kwargs; ActivityFn has no room
+async def start_controller(
+    settings: kopf.OperatorSettings,
+    memo: kopf.Memo,
+    labserver_index: Entries,
+    deployment_index: Entries,
+    service_index: Entries,
+    **_: Any,
+) -> None:
+    ours: OperatorSettings = memo.get(SETTINGS_MEMO_KEY) or from_env(os.environ)
     configure_kopf(settings, ours)
-    api = KubeApi(load_client(), field_manager=ours.field_manager,
-                  threads=max(4, 2 * ours.workers), timeout=ours.api_timeout)
+    api = KubeApi(
+        load_client(),
+        field_manager=ours.field_manager,
+        threads=max(4, 2 * ours.workers),
+        timeout=ours.api_timeout,
+    )
     memo.controller = Controller(ours, Cache(labserver_index, deployment_index, service_index), api)
     await memo.controller.start()
 
@@ -55,30 +71,30 @@ async def stop_controller(memo: kopf.Memo, **_: Any) -> None:
 
 
 @kopf.index(GROUP, VERSION, PLURAL)
-def labserver_index(namespace: str, name: str, body: kopf.Body, **_: Any) -> dict[Any, Any]:
-    return {(namespace, name): labserver_entry(body)}
+def labserver_index(namespace: str | None, name: str, body: kopf.Body, **_: Any) -> dict[Key, Any]:
+    return {(namespace or "", name): labserver_entry(body)}
 
 
 @kopf.index("apps", "v1", "deployments")
-def deployment_index(namespace: str, name: str, body: kopf.Body, **_: Any) -> dict[Any, Any]:
-    return {(namespace, name): child_entry(body)}
+def deployment_index(namespace: str | None, name: str, body: kopf.Body, **_: Any) -> dict[Key, Any]:
+    return {(namespace or "", name): child_entry(body)}
 
 
 @kopf.index("", "v1", "services")
-def service_index(namespace: str, name: str, body: kopf.Body, **_: Any) -> dict[Any, Any]:
-    return {(namespace, name): child_entry(body)}
+def service_index(namespace: str | None, name: str, body: kopf.Body, **_: Any) -> dict[Key, Any]:
+    return {(namespace or "", name): child_entry(body)}
 
 
 @kopf.on.event(GROUP, VERSION, PLURAL)
-async def labserver_event(namespace: str, name: str, memo: kopf.Memo, **_: Any) -> None:
-    await memo.controller.enqueue((namespace, name))
+async def labserver_event(namespace: str | None, name: str, memo: kopf.Memo, **_: Any) -> None:
+    await _controller(memo).enqueue((namespace or "", name))
 
 
 @kopf.on.event("apps", "v1", "deployments")
 async def deployment_event(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    await memo.controller.enqueue_owner(body)
+    await _controller(memo).enqueue_owner(body)
 
 
 @kopf.on.event("", "v1", "services")
 async def service_event(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    await memo.controller.enqueue_owner(body)
+    await _controller(memo).enqueue_owner(body)

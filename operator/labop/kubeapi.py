@@ -3,7 +3,9 @@
 Role: server-side apply of children, the status subresource patch, Events. Every blocking call
 runs on a small thread pool of its own (never on the event loop). API errors become the few
 kinds the reconciler tells apart: ``NotFound``/``Gone`` (the object went away), ``Conflict``
-(retry soon), anything else propagates and is retried with backoff by the workers.
+(retry soon), and a plain ``ApiError`` with its status and the apiserver's message for the rest
+(the reconciler turns a 422 into InvalidSpec; other errors are retried with backoff).
+``KubeApiLike`` is the protocol its users depend on, so unit tests can pass a fake.
 Reads do not come here: they come from kopf's indexes (``cache``).
 Neighbours: ``reconciler`` (its user), ``recorder`` (Events), ``controller`` (builds it).
 """
@@ -12,9 +14,10 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import json
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import kubernetes
 from kubernetes.client import ApiClient, AppsV1Api, CoreV1Api, CustomObjectsApi
@@ -47,18 +50,39 @@ class Conflict(ApiError):
     pass
 
 
-def _translate(err: ApiException) -> Exception:
+class KubeApiLike(Protocol):
+    """The writes the reconciler, the recorder and the controller make: ``KubeApi``, or a fake in tests."""
+
+    async def apply(self, obj: dict[str, Any]) -> dict[str, Any]: ...
+    async def patch_status(self, namespace: str, name: str, status: dict[str, Any]) -> None: ...
+    async def create_event(self, namespace: str, event: dict[str, Any]) -> None: ...
+    def close(self) -> None: ...
+
+
+def _message(err: ApiException) -> str:
+    """The apiserver's own explanation (the Status object's message), else the HTTP reason."""
+    try:
+        status = json.loads(err.body or "")
+    except (TypeError, ValueError):
+        status = None
+    message = status.get("message") if isinstance(status, dict) else None
+    return str(message or err.reason)
+
+
+def _translate(err: ApiException) -> ApiError:
+    # Every error answer becomes an ApiError (a kind of it for the statuses the reconciler tells
+    # apart), so that the reconciler sees e.g. a 422 (our object is invalid) by its status.
     kinds: dict[int, type[ApiError]] = {404: NotFound, 409: Conflict, 410: Gone}
-    kind = kinds.get(int(err.status or 0))
-    return kind(int(err.status or 0), str(err.reason)) if kind else err
+    status = int(err.status or 0)
+    return kinds.get(status, ApiError)(status, _message(err))
 
 
 def load_client() -> ApiClient:
     """In-cluster credentials when running in a pod, else the kubeconfig (KUBECONFIG or ~/.kube)."""
     try:
-        kubernetes.config.load_incluster_config()
+        kubernetes.config.load_incluster_config()  # type: ignore[no-untyped-call]  # unannotated in the client
     except kubernetes.config.ConfigException:
-        kubernetes.config.load_kube_config()
+        kubernetes.config.load_kube_config()  # type: ignore[no-untyped-call]  # unannotated in the client
     return ApiClient()
 
 
@@ -83,20 +107,34 @@ class KubeApi:
     async def apply(self, obj: dict[str, Any]) -> dict[str, Any]:
         """Server-side apply: we own exactly the fields we send; force takes them back from hand edits."""
         kind, meta = obj["kind"], obj["metadata"]
-        method = {"Deployment": self._apps.patch_namespaced_deployment,
-                  "Service": self._core.patch_namespaced_service}[kind]
+        method = {
+            "Deployment": self._apps.patch_namespaced_deployment,
+            "Service": self._core.patch_namespaced_service,
+        }[kind]
         live = await self._call(
-            method, meta["name"], meta["namespace"], obj,
-            field_manager=self._manager, force=True, _content_type=APPLY,
+            method,
+            meta["name"],
+            meta["namespace"],
+            obj,
+            field_manager=self._manager,
+            force=True,
+            _content_type=APPLY,
         )
-        return dict(self._client.sanitize_for_serialization(live))
+        # The client returns a model object; its JSON form is the dict the builders and status use.
+        return dict(self._client.sanitize_for_serialization(live))  # type: ignore[no-untyped-call]  # unannotated
 
     async def patch_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
         # A merge patch of /status: lists (conditions) are replaced whole, which is what we want,
         # since we always send the complete condition list.
         await self._call(
             self._custom.patch_namespaced_custom_object_status,
-            GROUP, VERSION, namespace, PLURAL, name, {"status": status}, _content_type=MERGE,
+            GROUP,
+            VERSION,
+            namespace,
+            PLURAL,
+            name,
+            {"status": status},
+            _content_type=MERGE,
         )
 
     async def create_event(self, namespace: str, event: dict[str, Any]) -> None:
@@ -104,4 +142,4 @@ class KubeApi:
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
-        self._client.close()
+        self._client.close()  # type: ignore[no-untyped-call]  # unannotated in the client

@@ -8,7 +8,7 @@ Neighbours: ``controller`` starts and stops them and supplies the two checks and
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from aiohttp import web
@@ -23,7 +23,7 @@ async def _metrics(request: web.Request) -> web.Response:
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
-def _probe(check_name: str) -> Callable[[web.Request], object]:
+def _probe(check_name: str) -> Callable[[web.Request], Awaitable[web.Response]]:
     async def handler(request: web.Request) -> web.Response:
         ok = request.app[CHECKS][check_name]()
         return web.Response(status=200 if ok else 503, text="ok\n" if ok else f"{check_name} failing\n")
@@ -41,8 +41,8 @@ def make_metrics_app(registry: CollectorRegistry) -> web.Application:
 def make_health_app(healthy: Callable[[], bool], ready: Callable[[], bool]) -> web.Application:
     app = web.Application()
     app[CHECKS] = {"healthz": healthy, "readyz": ready}
-    app.router.add_get("/healthz", _probe("healthz"))  # type: ignore[arg-type]
-    app.router.add_get("/readyz", _probe("readyz"))  # type: ignore[arg-type]
+    app.router.add_get("/healthz", _probe("healthz"))
+    app.router.add_get("/readyz", _probe("readyz"))
     return app
 
 

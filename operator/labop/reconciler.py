@@ -14,6 +14,7 @@ Neighbours: ``cache`` (reads), ``kubeapi`` (writes), ``builders``/``status`` (pu
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
@@ -23,7 +24,7 @@ from labop import reasons
 from labop.builders import build_deployment, build_service
 from labop.cache import Cache, Key
 from labop.errors import PermanentError
-from labop.kubeapi import ApiError, Gone, KubeApi, NotFound
+from labop.kubeapi import ApiError, Gone, KubeApiLike, NotFound
 from labop.naming import is_controlled_by
 from labop.recorder import NORMAL, WARNING, EventRecorder
 from labop.spec import LabServerSpec, parse_spec
@@ -54,7 +55,7 @@ class Reconciler:
     def __init__(
         self,
         cache: Cache,
-        api: KubeApi,
+        api: KubeApiLike,
         recorder: EventRecorder,
         *,
         default_image: str,
@@ -90,15 +91,20 @@ class Reconciler:
     async def _apply_children(self, key: Key, ls: dict[str, Any], spec: LabServerSpec) -> Children:
         desired = {"Deployment": build_deployment(ls, spec), "Service": build_service(ls, spec)}
         cached = {"Deployment": self._cache.deployment(key), "Service": self._cache.service(key)}
-        strangers = [kind for kind, child in cached.items() if child is not None and not is_controlled_by(child, ls)]
+        strangers = [
+            kind for kind, child in cached.items() if child is not None and not is_controlled_by(child, ls)
+        ]
         if strangers:
             # Race: a stranger created after the cache last saw the name would be adopted by the
             # apply below if it has no controller; with one, the apiserver refuses our apply.
             names = ", ".join(f"{kind} {key[1]}" for kind in strangers)
-            await self._report_problem(ls, Problem(
-                reasons.CHILD_CONFLICT,
-                f"{names} exists and is not controlled by this LabServer; delete or rename it",
-            ))
+            await self._report_problem(
+                ls,
+                Problem(
+                    reasons.CHILD_CONFLICT,
+                    f"{names} exists and is not controlled by this LabServer; delete or rename it",
+                ),
+            )
             raise PermanentError(f"child conflict: {names}")
         children: Children = {}
         for kind, obj in desired.items():
@@ -112,7 +118,9 @@ class Reconciler:
             return await self._api.apply(obj)
         except ApiError as err:
             if err.status == 422:  # our desired object is invalid: only a spec change helps
-                problem = Problem(reasons.INVALID_SPEC, f"{obj['kind']} rejected by the API server: {err.reason}")
+                problem = Problem(
+                    reasons.INVALID_SPEC, f"{obj['kind']} rejected by the API server: {err.reason}"
+                )
                 await self._report_problem(ls, problem)
                 raise PermanentError(problem.message) from err
             raise
@@ -120,8 +128,11 @@ class Reconciler:
     async def _write_status(self, ls: dict[str, Any], children: Children, *, problem: Problem | None) -> None:
         old = ls.get("status") or {}
         status = compute_status(
-            ls, deployment=children.get("Deployment"), service=children.get("Service"),
-            problem=problem, now=self._now(),
+            ls,
+            deployment=children.get("Deployment"),
+            service=children.get("Service"),
+            problem=problem,
+            now=self._now(),
         )
         if _without_nones(status) == _without_nones(old):
             return  # nothing new: no write, so no event loop of our own status updates
@@ -129,13 +140,20 @@ class Reconciler:
         await self._api.patch_status(meta["namespace"], meta["name"], status)
         await self._record_ready_transition(ls, old, status)
 
-    async def _record_ready_transition(self, ls: dict[str, Any], old: Mapping[str, Any], new: Mapping[str, Any]) -> None:
+    async def _record_ready_transition(
+        self, ls: dict[str, Any], old: Mapping[str, Any], new: Mapping[str, Any]
+    ) -> None:
         before, after = _condition(old, reasons.READY), _condition(new, reasons.READY)
         if before.get("status") == after.get("status"):
             return
         meta = ls["metadata"]
-        log.info("ready changed key=%s/%s ready=%s reason=%s", meta["namespace"], meta["name"],
-                 after.get("status"), after.get("reason"))
+        log.info(
+            "ready changed key=%s/%s ready=%s reason=%s",
+            meta["namespace"],
+            meta["name"],
+            after.get("status"),
+            after.get("reason"),
+        )
         if after.get("status") == "True":
             await self._recorder.record(ls, NORMAL, reasons.EVENT_READY, str(after.get("message", "Ready")))
         elif before.get("status") == "True":
@@ -148,7 +166,5 @@ class Reconciler:
             await self._recorder.record(ls, WARNING, problem.reason, problem.message)
         key = (ls["metadata"]["namespace"], ls["metadata"]["name"])
         children: Children = {"Deployment": self._cache.deployment(key), "Service": self._cache.service(key)}
-        try:
+        with contextlib.suppress(NotFound, Gone):
             await self._write_status(ls, children, problem=problem)
-        except (NotFound, Gone):
-            pass

@@ -13,14 +13,16 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from labop.kubeapi import KubeApi
+from labop.kubeapi import KubeApiLike
 
 NORMAL, WARNING = "Normal", "Warning"
 COMPONENT = "k8s-lab"
 log = logging.getLogger("labop.recorder")
 
 
-def build_event(ls: Mapping[str, Any], *, type_: str, reason: str, message: str, now: datetime) -> dict[str, Any]:
+def build_event(
+    ls: Mapping[str, Any], *, type_: str, reason: str, message: str, now: datetime
+) -> dict[str, Any]:
     """A pure builder: the Event object for ``ls`` (tested without a cluster)."""
     meta = ls["metadata"]
     stamp = now.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -49,7 +51,7 @@ def build_event(ls: Mapping[str, Any], *, type_: str, reason: str, message: str,
 
 
 class EventRecorder:
-    def __init__(self, api: KubeApi) -> None:
+    def __init__(self, api: KubeApiLike) -> None:
         self._api = api
 
     async def record(self, ls: Mapping[str, Any], type_: str, reason: str, message: str) -> None:
@@ -57,5 +59,6 @@ class EventRecorder:
         event = build_event(ls, type_=type_, reason=reason, message=message, now=datetime.now(UTC))
         try:
             await self._api.create_event(meta["namespace"], event)
-        except Exception as err:  # noqa: BLE001 - an Event must never fail a reconcile
-            log.warning("event not posted key=%s/%s reason=%s error=%r", meta["namespace"], meta["name"], reason, err)
+        except Exception as err:  # an Event must never fail a reconcile
+            key = f"{meta['namespace']}/{meta['name']}"
+            log.warning("event not posted key=%s reason=%s error=%r", key, reason, err)

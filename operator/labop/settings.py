@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
+from typing import Any
 
 DEFAULT_IMAGE = "ghcr.io/k8s-lab/labhttp:0.1.0"
 ENV_PREFIX = "LABOP_"
@@ -61,7 +62,12 @@ def env_name(field_name: str) -> str:
     return ENV_PREFIX + field_name.upper()
 
 
-def _convert(name: str, raw: str, default: object) -> object:
+def flag_name(field_name: str) -> str:
+    return "--" + field_name.replace("_", "-")
+
+
+def _convert(source: str, raw: str, default: object) -> object:
+    """``raw`` as the type of ``default``; ``source`` names the variable or flag in the error."""
     try:
         if isinstance(default, tuple):
             return tuple(part.strip() for part in raw.split(",") if part.strip())
@@ -70,15 +76,15 @@ def _convert(name: str, raw: str, default: object) -> object:
         if isinstance(default, float):
             return float(raw)
     except ValueError as err:
-        raise SettingsError(f"{env_name(name)}={raw!r}: {err}") from None
+        raise SettingsError(f"{source}={raw!r}: {err}") from None
     return raw
 
 
 def from_env(env: Mapping[str, str], base: OperatorSettings | None = None) -> OperatorSettings:
     """Settings from ``LABOP_*`` variables over ``base`` (the defaults if None)."""
     base = base or OperatorSettings()
-    changes = {
-        f.name: _convert(f.name, env[env_name(f.name)], getattr(base, f.name))
+    changes: dict[str, Any] = {
+        f.name: _convert(env_name(f.name), env[env_name(f.name)], getattr(base, f.name))
         for f in fields(OperatorSettings)
         if env_name(f.name) in env
     }
@@ -90,13 +96,13 @@ def parse_args(argv: Sequence[str], env: Mapping[str, str]) -> OperatorSettings:
     from_environment = from_env(env)
     parser = argparse.ArgumentParser(prog="python -m labop", description="The LabServer operator.")
     for f in fields(OperatorSettings):
-        flag = "--" + f.name.replace("_", "-")
         default = getattr(from_environment, f.name)
         shown = ",".join(default) if isinstance(default, tuple) else default
-        parser.add_argument(flag, dest=f.name, default=None, help=f"{f.metadata['help']} (default {shown!r}; env {env_name(f.name)})")
+        help_text = f"{f.metadata['help']} (default {shown!r}; env {env_name(f.name)})"
+        parser.add_argument(flag_name(f.name), dest=f.name, default=None, help=help_text)
     parsed = parser.parse_args(list(argv))
-    changes = {
-        f.name: _convert(f.name, value, getattr(from_environment, f.name))
+    changes: dict[str, Any] = {
+        f.name: _convert(flag_name(f.name), value, getattr(from_environment, f.name))
         for f in fields(OperatorSettings)
         if (value := getattr(parsed, f.name)) is not None
     }

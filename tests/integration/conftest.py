@@ -16,15 +16,14 @@ import shutil
 import tempfile
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import kubernetes
 import pytest
 from localcluster import ClusterSettings, LocalCluster
 from localcluster.binaries import bin_dir
-
 from tests.support.cluster import CRDS, Cluster
+
 
 def _use_existing() -> bool:
     return os.environ.get("USE_EXISTING_CLUSTER", "").lower() in ("1", "true", "yes")

@@ -12,7 +12,6 @@ import kubernetes
 import pytest
 import yaml
 from kubernetes.client import ApiClient, AppsV1Api, CoreV1Api, CustomObjectsApi
-
 from tests.support.cluster import REPO, Cluster
 from tests.support.waiting import eventually
 
@@ -61,7 +60,9 @@ def test_a_labserver_round_trips_through_the_apiserver(api: ApiClient, namespace
         "spec": {"replicas": 2, "message": "round and round"},
     }
     objects.create_namespaced_custom_object("k8slab.dev", "v1alpha1", namespace, "labservers", body)
-    stored = objects.get_namespaced_custom_object("k8slab.dev", "v1alpha1", namespace, "labservers", "roundtrip")
+    stored = objects.get_namespaced_custom_object(
+        "k8slab.dev", "v1alpha1", namespace, "labservers", "roundtrip"
+    )
     assert stored["spec"]["replicas"] == 2
     assert stored["spec"]["message"] == "round and round"
     assert stored["metadata"]["uid"]
@@ -87,7 +88,9 @@ def _get_with_token(server: str, ca: Path, token: str, path: str) -> int:
         return err.code
 
 
-def test_rbac_denies_an_unprivileged_service_account(control_plane: Cluster, api: ApiClient, namespace: str) -> None:
+def test_rbac_denies_an_unprivileged_service_account(
+    control_plane: Cluster, api: ApiClient, namespace: str
+) -> None:
     assert control_plane.local is not None
     token = _token_for_new_service_account(CoreV1Api(api), namespace)
     server, ca = control_plane.local.server, control_plane.local.layout.pki.ca_cert
@@ -122,7 +125,9 @@ def test_every_node_of_the_full_cluster_is_ready(full_cluster: Cluster, api: Api
 
 
 @pytest.mark.cluster
-def test_a_plain_deployment_gets_two_ready_pods(full_cluster: Cluster, api: ApiClient, namespace: str) -> None:
+def test_a_plain_deployment_gets_two_ready_pods(
+    full_cluster: Cluster, api: ApiClient, namespace: str
+) -> None:
     apps = AppsV1Api(api)
     apps.create_namespaced_deployment(namespace, _deployment("web", 2))
     eventually(
@@ -141,12 +146,21 @@ def test_deleting_a_deployment_garbage_collects_its_replicaset_and_pods(
 ) -> None:
     apps, core = AppsV1Api(api), CoreV1Api(api)
     apps.create_namespaced_deployment(namespace, _deployment("doomed", 2))
-    eventually(lambda: len(core.list_namespaced_pod(namespace, label_selector="app=doomed").items) == 2,
-               timeout=120, what="two pods")
+    eventually(
+        lambda: len(core.list_namespaced_pod(namespace, label_selector="app=doomed").items) == 2,
+        timeout=120,
+        what="two pods",
+    )
     # Background propagation: the apiserver deletes the owner now, the GC controller the rest.
     apps.delete_namespaced_deployment("doomed", namespace, propagation_policy="Background")
-    eventually(lambda: not apps.list_namespaced_replica_set(namespace, label_selector="app=doomed").items,
-               timeout=120, what="the ReplicaSet to be garbage-collected")
+    eventually(
+        lambda: not apps.list_namespaced_replica_set(namespace, label_selector="app=doomed").items,
+        timeout=120,
+        what="the ReplicaSet to be garbage-collected",
+    )
     # kwok's pod-delete stage completes the graceful deletion a kubelet would do.
-    eventually(lambda: not core.list_namespaced_pod(namespace, label_selector="app=doomed").items,
-               timeout=120, what="the Pods to be garbage-collected")
+    eventually(
+        lambda: not core.list_namespaced_pod(namespace, label_selector="app=doomed").items,
+        timeout=120,
+        what="the Pods to be garbage-collected",
+    )

@@ -8,7 +8,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from tests.support.cluster import REPO, Cluster
 
 INVALID = sorted((REPO / "examples" / "invalid").glob("*.yaml"))
@@ -26,7 +25,9 @@ def test_there_are_invalid_examples_to_check() -> None:
 
 
 @pytest.mark.parametrize("path", INVALID, ids=lambda p: p.stem)
-def test_an_invalid_labserver_is_rejected_with_its_message(path: Path, control_plane: Cluster, namespace: str) -> None:
+def test_an_invalid_labserver_is_rejected_with_its_message(
+    path: Path, control_plane: Cluster, namespace: str
+) -> None:
     done = control_plane.kubectl("create", "-n", namespace, "-f", str(path), check=False)
     assert done.returncode != 0, f"{path.name} was accepted"
     assert expected_detail(path) in done.stderr

@@ -11,7 +11,6 @@ import pytest
 from kubernetes.client import ApiClient, AppsV1Api, CoreV1Api, CustomObjectsApi
 from kubernetes.client.exceptions import ApiException
 from prometheus_client.parser import text_string_to_metric_families
-
 from tests.support.cluster import Cluster
 from tests.support.operator import OperatorProcess
 from tests.support.waiting import eventually
@@ -96,14 +95,21 @@ def container_env(deployment: Any) -> dict[str, str]:
     return {e.name: e.value for e in deployment.spec.template.spec.containers[0].env}
 
 
-def test_a_new_labserver_gets_owned_children_and_kubectl_wait_sees_it_ready(lab: Lab, full_cluster: Cluster) -> None:
+def test_a_new_labserver_gets_owned_children_and_kubectl_wait_sees_it_ready(
+    lab: Lab, full_cluster: Cluster
+) -> None:
     ls = lab.create(a_labserver("web", replicas=2, message="hi"))
     full_cluster.kubectl("wait", "-n", lab.ns, "--for=condition=Ready", "lsrv/web", "--timeout=120s")
     dep, svc = lab.deployment("web"), lab.service("web")
     for child in (dep, svc):
         (ref,) = child.metadata.owner_references
         assert (ref.kind, ref.name, ref.uid, ref.controller, ref.block_owner_deletion) == (
-            "LabServer", "web", ls["metadata"]["uid"], True, True)
+            "LabServer",
+            "web",
+            ls["metadata"]["uid"],
+            True,
+            True,
+        )
     assert dep.status.ready_replicas == 2
     assert container_env(dep)["LABHTTP_MESSAGE"] == "hi"
     assert {p.name: p.port for p in svc.spec.ports} == {"api": 8080, "metrics": 9090}
@@ -117,12 +123,21 @@ def test_editing_message_and_listeners_is_followed_by_the_children_and_observed_
     lab.create(a_labserver("edit"))
     eventually(lambda: lab.is_ready("edit"), timeout=120, what="edit Ready")
     lab.patch_spec("edit", {"message": "changed", "listeners": [{"name": "http", "port": 8081}]})
-    eventually(lambda: container_env(lab.deployment("edit"))["LABHTTP_MESSAGE"] == "changed", timeout=60,
-               what="the new message in the Deployment")
-    eventually(lambda: {p.name: p.port for p in lab.service("edit").spec.ports} == {"http": 8081}, timeout=60,
-               what="the Service to expose only the new listener")
-    eventually(lambda: lab.is_ready("edit") and lab.get("edit")["metadata"]["generation"] == 2, timeout=120,
-               what="observedGeneration 2 and Ready")
+    eventually(
+        lambda: container_env(lab.deployment("edit"))["LABHTTP_MESSAGE"] == "changed",
+        timeout=60,
+        what="the new message in the Deployment",
+    )
+    eventually(
+        lambda: {p.name: p.port for p in lab.service("edit").spec.ports} == {"http": 8081},
+        timeout=60,
+        what="the Service to expose only the new listener",
+    )
+    eventually(
+        lambda: lab.is_ready("edit") and lab.get("edit")["metadata"]["generation"] == 2,
+        timeout=120,
+        what="observedGeneration 2 and Ready",
+    )
     ports = lab.deployment("edit").spec.template.spec.containers[0].ports
     assert [(p.name, p.container_port) for p in ports] == [("http", 8081)]
 
@@ -131,8 +146,11 @@ def test_kubectl_scale_reaches_three_ready_replicas(lab: Lab, full_cluster: Clus
     lab.create(a_labserver("scaled"))
     eventually(lambda: lab.is_ready("scaled"), timeout=120, what="scaled Ready")
     full_cluster.kubectl("scale", "-n", lab.ns, "lsrv/scaled", "--replicas=3")
-    eventually(lambda: lab.is_ready("scaled") and lab.get("scaled")["status"]["readyReplicas"] == 3,
-               timeout=120, what="3 ready replicas reported")
+    eventually(
+        lambda: lab.is_ready("scaled") and lab.get("scaled")["status"]["readyReplicas"] == 3,
+        timeout=120,
+        what="3 ready replicas reported",
+    )
     assert lab.deployment("scaled").spec.replicas == 3
 
 
@@ -141,8 +159,11 @@ def test_a_deleted_deployment_is_recreated(lab: Lab) -> None:
     eventually(lambda: lab.is_ready("phoenix"), timeout=120, what="phoenix Ready")
     old_uid = lab.deployment("phoenix").metadata.uid
     lab.apps.delete_namespaced_deployment("phoenix", lab.ns)
-    eventually(lambda: (d := lab.deployment("phoenix")) is not None and d.metadata.uid != old_uid,
-               timeout=60, what="a new Deployment")
+    eventually(
+        lambda: (d := lab.deployment("phoenix")) is not None and d.metadata.uid != old_uid,
+        timeout=60,
+        what="a new Deployment",
+    )
     eventually(lambda: lab.is_ready("phoenix"), timeout=120, what="phoenix Ready again")
 
 
@@ -151,25 +172,39 @@ def test_a_hand_edited_owned_field_is_restored(lab: Lab) -> None:
     eventually(lambda: lab.is_ready("drift"), timeout=120, what="drift Ready")
     patch = {"spec": {"template": {"spec": {"containers": [{"name": "server", "image": "evil/image:6"}]}}}}
     lab.apps.patch_namespaced_deployment("drift", lab.ns, patch)
-    eventually(lambda: lab.deployment("drift").spec.template.spec.containers[0].image == "example/lab:1",
-               timeout=60, what="the image to be restored")
+    eventually(
+        lambda: lab.deployment("drift").spec.template.spec.containers[0].image == "example/lab:1",
+        timeout=60,
+        what="the image to be restored",
+    )
 
 
 def test_deleting_a_labserver_garbage_collects_its_children(lab: Lab) -> None:
     lab.create(a_labserver("brief"))
-    eventually(lambda: lab.deployment("brief") is not None and lab.service("brief") is not None, timeout=60,
-               what="children")
+    eventually(
+        lambda: lab.deployment("brief") is not None and lab.service("brief") is not None,
+        timeout=60,
+        what="children",
+    )
     lab.delete("brief")
-    eventually(lambda: lab.deployment("brief") is None and lab.service("brief") is None, timeout=120,
-               what="children garbage-collected")
+    eventually(
+        lambda: lab.deployment("brief") is None and lab.service("brief") is None,
+        timeout=120,
+        what="children garbage-collected",
+    )
 
 
 def test_a_same_named_stranger_is_left_alone_and_reported_until_it_goes(lab: Lab) -> None:
-    lab.core.create_namespaced_service(lab.ns, {
-        "metadata": {"name": "taken"}, "spec": {"ports": [{"port": 80}], "selector": {"app": "other"}}})
+    lab.core.create_namespaced_service(
+        lab.ns,
+        {"metadata": {"name": "taken"}, "spec": {"ports": [{"port": 80}], "selector": {"app": "other"}}},
+    )
     lab.create(a_labserver("taken"))
-    eventually(lambda: lab.condition("taken", "Degraded").get("reason") == "ChildConflict", timeout=60,
-               what="Degraded ChildConflict")
+    eventually(
+        lambda: lab.condition("taken", "Degraded").get("reason") == "ChildConflict",
+        timeout=60,
+        what="Degraded ChildConflict",
+    )
     assert lab.service("taken").spec.ports[0].port == 80  # untouched
     assert lab.deployment("taken") is None
     assert "ChildConflict" in lab.event_reasons("taken")
@@ -180,8 +215,11 @@ def test_a_same_named_stranger_is_left_alone_and_reported_until_it_goes(lab: Lab
 def test_a_spec_the_schema_cannot_catch_is_reported_in_status_without_children(lab: Lab) -> None:
     resources = {"requests": {"cpu": "2"}, "limits": {"cpu": "1"}}
     lab.create(a_labserver("greedy", resources=resources))
-    eventually(lambda: lab.condition("greedy", "Degraded").get("reason") == "InvalidSpec", timeout=60,
-               what="Degraded InvalidSpec")
+    eventually(
+        lambda: lab.condition("greedy", "Degraded").get("reason") == "InvalidSpec",
+        timeout=60,
+        what="Degraded InvalidSpec",
+    )
     assert "requests.cpu" in lab.condition("greedy", "Degraded")["message"]
     assert lab.condition("greedy", "Ready")["status"] == "False"
     assert lab.deployment("greedy") is None
@@ -194,13 +232,24 @@ def test_the_operator_serves_controller_runtime_metrics(lab: Lab, operator: Oper
     lab.create(a_labserver("measured"))
     eventually(lambda: lab.is_ready("measured"), timeout=120, what="measured Ready")
     families = {f.name: f for f in text_string_to_metric_families(operator.metrics_text())}
-    for name in ("workqueue_depth", "workqueue_adds", "workqueue_queue_duration_seconds",
-                 "workqueue_work_duration_seconds", "workqueue_unfinished_work_seconds",
-                 "workqueue_longest_running_processor_seconds", "workqueue_retries",
-                 "controller_runtime_reconcile", "controller_runtime_reconcile_errors",
-                 "controller_runtime_reconcile_time_seconds", "controller_runtime_max_concurrent_reconciles",
-                 "controller_runtime_active_workers"):
+    for name in (
+        "workqueue_depth",
+        "workqueue_adds",
+        "workqueue_queue_duration_seconds",
+        "workqueue_work_duration_seconds",
+        "workqueue_unfinished_work_seconds",
+        "workqueue_longest_running_processor_seconds",
+        "workqueue_retries",
+        "controller_runtime_reconcile",
+        "controller_runtime_reconcile_errors",
+        "controller_runtime_reconcile_time_seconds",
+        "controller_runtime_max_concurrent_reconciles",
+        "controller_runtime_active_workers",
+    ):
         assert name in families, name
-    successes = [s.value for s in families["controller_runtime_reconcile"].samples
-                 if s.name == "controller_runtime_reconcile_total" and s.labels["result"] == "success"]
+    successes = [
+        s.value
+        for s in families["controller_runtime_reconcile"].samples
+        if s.name == "controller_runtime_reconcile_total" and s.labels["result"] == "success"
+    ]
     assert successes and successes[0] >= 1

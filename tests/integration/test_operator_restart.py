@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 from kubernetes.client import ApiClient, AppsV1Api, CoreV1Api, CustomObjectsApi
-
 from tests.support.cluster import Cluster
 from tests.support.operator import OperatorProcess
 from tests.support.waiting import eventually
@@ -36,22 +35,33 @@ def test_a_burst_of_fifty_survives_an_operator_kill_and_restart(
         first.start()
 
         def create(i: int) -> None:
-            body = {"apiVersion": "k8slab.dev/v1alpha1", "kind": "LabServer",
-                    "metadata": {"name": f"burst-{i:02d}"}, "spec": {"replicas": 1}}
+            body = {
+                "apiVersion": "k8slab.dev/v1alpha1",
+                "kind": "LabServer",
+                "metadata": {"name": f"burst-{i:02d}"},
+                "spec": {"replicas": 1},
+            }
             objects.create_namespaced_custom_object("k8slab.dev", "v1alpha1", namespace, "labservers", body)
 
         with ThreadPoolExecutor(max_workers=8) as pool:
             list(pool.map(create, range(BURST)))
         # Kill it mid-way: some LabServers have children, the rest not yet.
-        eventually(lambda: len(apps.list_namespaced_deployment(namespace).items) >= 5, timeout=120,
-                   what="the first Deployments")
+        eventually(
+            lambda: len(apps.list_namespaced_deployment(namespace).items) >= 5,
+            timeout=120,
+            what="the first Deployments",
+        )
         first.kill()
 
         second = OperatorProcess(full_cluster.kubeconfig, Path(folder) / "second.log", workers="4")
         second.start()
         try:
-            eventually(lambda: len(ready_names(objects, namespace)) == BURST, timeout=300, interval=1,
-                       what=f"all {BURST} LabServers Ready")
+            eventually(
+                lambda: len(ready_names(objects, namespace)) == BURST,
+                timeout=300,
+                interval=1,
+                what=f"all {BURST} LabServers Ready",
+            )
         finally:
             second.stop()
     names = {f"burst-{i:02d}" for i in range(BURST)}

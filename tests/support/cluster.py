@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 import kubernetes
 from localcluster import LocalCluster
@@ -21,14 +22,17 @@ class Cluster:
     kubectl_binary: str
     local: LocalCluster | None
 
-    def kubectl(self, *args: str, check: bool = True, input: str | None = None) -> subprocess.CompletedProcess[str]:
+    def kubectl(
+        self, *args: str, check: bool = True, input: str | None = None
+    ) -> subprocess.CompletedProcess[str]:
         argv = [self.kubectl_binary, f"--kubeconfig={self.kubeconfig}", *args]
-        done = subprocess.run(argv, capture_output=True, text=True, input=input)  # noqa: S603
+        done = subprocess.run(argv, capture_output=True, text=True, input=input)
         if check and done.returncode != 0:
             raise AssertionError(f"kubectl {' '.join(args)} failed ({done.returncode}):\n{done.stderr}")
         return done
 
     def api_client(self) -> kubernetes.client.ApiClient:
-        return kubernetes.config.new_client_from_config(config_file=str(self.kubeconfig))
-
-
+        client = kubernetes.config.new_client_from_config(  # type: ignore[no-untyped-call]  # unannotated
+            config_file=str(self.kubeconfig)
+        )
+        return cast(kubernetes.client.ApiClient, client)

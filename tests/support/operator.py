@@ -14,7 +14,6 @@ from pathlib import Path
 
 from localcluster import processes
 from localcluster.cluster import free_port
-
 from tests.support.cluster import REPO
 
 

@@ -13,7 +13,9 @@ from typing import TypeVar
 T = TypeVar("T")
 
 
-def eventually(probe: Callable[[], T | None], *, timeout: float = 60.0, interval: float = 0.2, what: str = "") -> T:
+def eventually(
+    probe: Callable[[], T | None], *, timeout: float = 60.0, interval: float = 0.2, what: str = ""
+) -> T:
     """Return the first truthy value ``probe`` gives; fail with the last value after ``timeout``."""
     deadline = time.monotonic() + timeout
     last: object = None
@@ -26,5 +28,7 @@ def eventually(probe: Callable[[], T | None], *, timeout: float = 60.0, interval
             if last:
                 return last
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what or probe!r}; last: {last!r}")
+            raise AssertionError(
+                f"timed out after {timeout:.0f}s waiting for {what or probe!r}; last: {last!r}"
+            )
         time.sleep(interval)

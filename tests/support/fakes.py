@@ -1,0 +1,79 @@
+"""Fakes shared by the unit tests: a stand-in for ``labop.kubeapi.KubeApi``."""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+from typing import Any
+
+COUNTS = ("replicas", "updatedReplicas", "readyReplicas", "availableReplicas")
+
+
+class FakeApi:
+    """A KubeApi stand-in: records apply/patch_status/create_event, raises what a test scripts.
+
+    ``apply`` answers with the applied object as the apiserver would return it: a uid, generation
+    1, a Service's cluster IP, and a Deployment's status (``deployment_status``, or by default
+    every replica of generation 1 updated, ready and available).
+    """
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, Any]] = []  # (method, its arguments), in call order
+        self.deployment_status: dict[str, Any] | None = None
+        self.apply_errors: dict[str, BaseException] = {}  # by kind
+        self.status_error: BaseException | None = None
+        self.event_error: BaseException | None = None
+        self.status_written = asyncio.Event()  # set by every status write, for tests with workers
+        self.closed = False
+
+    async def apply(self, obj: dict[str, Any]) -> dict[str, Any]:
+        self.calls.append(("apply", copy.deepcopy(obj)))
+        if obj["kind"] in self.apply_errors:
+            raise self.apply_errors[obj["kind"]]
+        live = copy.deepcopy(obj)
+        live["metadata"]["uid"] = f"{obj['kind'].lower()}-uid"
+        live["metadata"]["generation"] = 1
+        if obj["kind"] == "Deployment":
+            replicas = obj["spec"]["replicas"]
+            all_ready = {"observedGeneration": 1, **{count: replicas for count in COUNTS if replicas}}
+            live["status"] = copy.deepcopy(self.deployment_status) or all_ready
+        else:
+            live["spec"]["clusterIP"] = "10.0.0.17"
+        return live
+
+    async def patch_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
+        self.calls.append(("patch_status", (namespace, name, copy.deepcopy(status))))
+        self.status_written.set()
+        if self.status_error is not None:
+            raise self.status_error
+
+    async def create_event(self, namespace: str, event: dict[str, Any]) -> None:
+        if self.event_error is not None:
+            raise self.event_error
+        self.calls.append(("create_event", (namespace, copy.deepcopy(event))))
+
+    def close(self) -> None:
+        self.closed = True
+
+    # --- what the tests read -----------------------------------------------------------
+
+    def arguments(self, method: str) -> list[Any]:
+        return [args for called, args in self.calls if called == method]
+
+    @property
+    def applied(self) -> list[dict[str, Any]]:
+        return self.arguments("apply")
+
+    @property
+    def applied_kinds(self) -> list[str]:
+        return [obj["kind"] for obj in self.applied]
+
+    @property
+    def statuses(self) -> list[dict[str, Any]]:
+        """The statuses written, in order (namespace and name: ``arguments("patch_status")``)."""
+        return [status for _, _, status in self.arguments("patch_status")]
+
+    @property
+    def events(self) -> list[tuple[str, str, str]]:
+        """(type, reason, message) of every Event posted, in order."""
+        return [(e["type"], e["reason"], e["message"]) for _, e in self.arguments("create_event")]

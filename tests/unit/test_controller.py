@@ -1,0 +1,233 @@
+"""labop.controller: events to keys (For/Owns), the resync, priming, and the lifecycle.
+
+The Controller gets a fake API, a cache over dicts and its own CollectorRegistry; both ports are
+0 (off), so no socket is opened here (the endpoints are tested in test_monitoring.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from prometheus_client import CollectorRegistry
+from tests.support.fakes import FakeApi
+from tests.unit.factories import a_deployment, a_labserver, a_service
+
+from labop.cache import Cache, Key, labserver_entry
+from labop.controller import Controller
+from labop.settings import OperatorSettings
+
+pytestmark = pytest.mark.timeout(10)
+
+Entries = dict[Key, list[dict[str, Any]]]
+
+
+def quiet_settings(**overrides: Any) -> OperatorSettings:
+    """No ports, no periodic resync: nothing runs unless the test asks."""
+    return OperatorSettings(**{"metrics_port": 0, "health_port": 0, "resync_seconds": 0, **overrides})
+
+
+class Setup:
+    """A Controller over a cache of dicts (LabServers only; no children) and a FakeApi."""
+
+    def __init__(self, **settings: Any) -> None:
+        self.labservers: Entries = {}
+        self.api = FakeApi()
+        self.registry = CollectorRegistry()
+        cache = Cache(self.labservers, {}, {})
+        self.controller = Controller(quiet_settings(**settings), cache, self.api, registry=self.registry)
+
+    def cache_labserver(self, name: str, namespace: str = "lab") -> dict[str, Any]:
+        ls = a_labserver(name, namespace=namespace)
+        self.labservers[(namespace, name)] = [labserver_entry(ls)]
+        return ls
+
+
+async def drain(setup: Setup) -> list[Key]:
+    """The keys waiting in the queue, in order, taken out without any worker."""
+    queue = setup.controller.queue
+    keys: list[Key] = []
+    while len(queue):
+        key = await queue.get()
+        queue.done(key)
+        keys.append(key)
+    return keys
+
+
+@pytest.fixture
+def setup() -> Setup:
+    return Setup()
+
+
+# --------------------------------------------------------------------------- producers
+
+
+async def test_a_labserver_event_enqueues_its_key(setup: Setup) -> None:
+    await setup.controller.enqueue(("lab", "hello"))
+    assert await drain(setup) == [("lab", "hello")]
+
+
+async def test_a_childs_event_enqueues_the_key_of_the_labserver_that_controls_it(setup: Setup) -> None:
+    owner = a_labserver("owner", namespace="team")
+    child = a_deployment(owner)
+    child["metadata"]["name"] = "differently-named"
+    await setup.controller.enqueue_owner(child)
+    assert await drain(setup) == [("team", "owner")]
+
+
+async def test_events_of_both_children_of_one_labserver_become_one_key(setup: Setup) -> None:
+    ls = a_labserver()
+    await setup.controller.enqueue_owner(a_deployment(ls))
+    await setup.controller.enqueue_owner(a_service(ls))
+    assert await drain(setup) == [("lab", "hello")]
+
+
+async def test_a_same_named_stranger_maps_to_the_cached_labserver_of_that_name(setup: Setup) -> None:
+    setup.cache_labserver("taken")
+    stranger = {"metadata": {"name": "taken", "namespace": "lab", "ownerReferences": []}}
+    await setup.controller.enqueue_owner(stranger)
+    assert await drain(setup) == [("lab", "taken")]
+
+
+async def test_a_stranger_with_no_cached_labserver_of_its_name_is_ignored(setup: Setup) -> None:
+    setup.cache_labserver("taken", namespace="other-namespace")
+    stranger = {"metadata": {"name": "taken", "namespace": "lab"}}
+    await setup.controller.enqueue_owner(stranger)
+    assert await drain(setup) == []
+
+
+async def test_a_child_controlled_by_something_else_maps_by_name_only_if_cached(setup: Setup) -> None:
+    replica_set_ref = {
+        "apiVersion": "apps/v1",
+        "kind": "ReplicaSet",
+        "name": "rs",
+        "uid": "u",
+        "controller": True,
+    }
+    child = {"metadata": {"name": "web", "namespace": "lab", "ownerReferences": [replica_set_ref]}}
+    await setup.controller.enqueue_owner(child)
+    assert await drain(setup) == []
+    setup.cache_labserver("web")
+    await setup.controller.enqueue_owner(child)
+    assert await drain(setup) == [("lab", "web")]
+
+
+async def test_the_controller_is_not_primed_before_any_handler_event(setup: Setup) -> None:
+    assert not setup.controller.primed.is_set()
+
+
+async def test_the_first_labserver_event_primes_the_controller(setup: Setup) -> None:
+    await setup.controller.enqueue(("lab", "hello"))
+    assert setup.controller.primed.is_set()
+
+
+async def test_the_first_child_event_primes_the_controller_even_when_it_maps_to_nothing(setup: Setup) -> None:
+    await setup.controller.enqueue_owner({"metadata": {"name": "unrelated", "namespace": "kube-system"}})
+    assert setup.controller.primed.is_set()
+    assert await drain(setup) == []
+
+
+# --------------------------------------------------------------------------- resync
+
+
+async def test_a_resync_re_adds_every_cached_labserver(setup: Setup) -> None:
+    for name in ("a", "b", "c"):
+        setup.cache_labserver(name)
+    assert setup.controller.resync() == 0
+    assert sorted(await drain(setup)) == [("lab", "a"), ("lab", "b"), ("lab", "c")]
+
+
+async def test_a_resync_does_not_count_keys_already_waiting_as_skipped() -> None:
+    setup = Setup(queue_size=2)
+    setup.cache_labserver("a")
+    setup.cache_labserver("b")
+    await setup.controller.enqueue(("lab", "a"))
+    assert setup.controller.resync() == 0
+    assert sorted(await drain(setup)) == [("lab", "a"), ("lab", "b")]
+
+
+async def test_a_resync_into_a_full_queue_reports_how_many_keys_did_not_fit(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    setup = Setup(queue_size=2)
+    for name in ("a", "b", "c", "d", "e"):
+        setup.cache_labserver(name)
+    assert setup.controller.resync() == 3
+    assert len(await drain(setup)) == 2
+    assert "resync skipped keys=3 reason=queue-full" in caplog.text
+
+
+def test_a_resync_never_waits_so_it_works_from_plain_sync_code() -> None:
+    setup = Setup(queue_size=1)
+    setup.cache_labserver("a")
+    setup.cache_labserver("b")
+    assert setup.controller.resync() == 1
+    assert len(setup.controller.queue) == 1
+
+
+async def test_a_resync_of_an_empty_cache_adds_nothing(setup: Setup) -> None:
+    assert setup.controller.resync() == 0
+    assert len(setup.controller.queue) == 0
+
+
+# --------------------------------------------------------------------------- lifecycle
+
+
+@pytest.fixture
+async def started() -> AsyncIterator[Setup]:
+    setup = Setup(workers=1)
+    await setup.controller.start()
+    yield setup
+    await setup.controller.stop()
+
+
+async def test_a_started_controller_runs_its_workers_and_opens_no_port_when_both_are_0(
+    started: Setup,
+) -> None:
+    assert started.controller.pool.running
+    assert started.controller._listeners == []
+
+
+async def test_a_started_controller_reconciles_an_enqueued_key(started: Setup) -> None:
+    started.cache_labserver("hello")
+    await started.controller.enqueue(("lab", "hello"))
+    # A ceiling for a slow machine, not a timing check: the status write is the pass's last step.
+    await asyncio.wait_for(started.api.status_written.wait(), timeout=5)
+    assert started.api.applied_kinds == ["Deployment", "Service"]
+    (status,) = started.api.statuses
+    assert {c["type"]: c["status"] for c in status["conditions"]}["Ready"] == "True"
+
+
+async def test_stopping_the_controller_stops_the_workers_and_closes_the_api() -> None:
+    setup = Setup()
+    await setup.controller.start()
+    await setup.controller.stop()
+    assert not setup.controller.pool.running
+    assert setup.api.closed
+
+
+async def test_a_periodic_resync_runs_only_when_its_period_is_positive() -> None:
+    off, on = Setup(resync_seconds=0), Setup(resync_seconds=3600)
+    for setup in (off, on):
+        await setup.controller.start()
+    try:
+        assert off.controller._resync_task is None
+        assert on.controller._resync_task is not None and not on.controller._resync_task.done()
+    finally:
+        for setup in (off, on):
+            await setup.controller.stop()
+    assert on.controller._resync_task.cancelled()
+
+
+async def test_the_controllers_metrics_go_to_the_registry_it_was_given(started: Setup) -> None:
+    names = {metric.name for metric in started.registry.collect()}
+    assert "workqueue_depth" in names
+    assert "controller_runtime_max_concurrent_reconciles" in names
+    assert (
+        started.registry.get_sample_value(
+            "controller_runtime_max_concurrent_reconciles", {"controller": "labserver"}
+        )
+        == 1
+    )

@@ -1,0 +1,507 @@
+"""labop.reconciler: one level-triggered pass, against a fake API and a cache over dicts.
+
+The fake API records every write and answers an apply with the applied object plus a status
+the test chooses (by default: every replica ready), as the apiserver would after a rollout.
+The last section checks the write path under the reconciler, ``KubeApi``, with the client's
+methods replaced: server-side apply with our field manager, and error translation.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from kubernetes.client import ApiClient
+from kubernetes.client.exceptions import ApiException
+from tests.support.fakes import FakeApi
+from tests.unit.factories import NOW, a_labserver, a_service, a_spec
+
+from labop import reasons
+from labop.builders import build_deployment, build_service
+from labop.cache import Cache, Key, child_entry, labserver_entry
+from labop.errors import PermanentError
+from labop.kubeapi import APPLY, MERGE, ApiError, Conflict, Gone, KubeApi, NotFound
+from labop.reconciler import Reconciler
+from labop.recorder import EventRecorder
+from labop.spec import DEFAULT_IMAGE
+from labop.status import Problem, compute_status
+
+KEY: Key = ("lab", "hello")
+Entries = dict[Key, list[dict[str, Any]]]
+
+
+class World:
+    """The cache's three indexes as dicts, a FakeApi, and a Reconciler over both."""
+
+    def __init__(self) -> None:
+        self.labservers: Entries = {}
+        self.deployments: Entries = {}
+        self.services: Entries = {}
+        self.api = FakeApi()
+        cache = Cache(self.labservers, self.deployments, self.services)
+        self.reconciler = Reconciler(
+            cache, self.api, EventRecorder(self.api), default_image=DEFAULT_IMAGE, now=lambda: NOW
+        )
+
+    def store(self, ls: dict[str, Any]) -> dict[str, Any]:
+        key = (ls["metadata"]["namespace"], ls["metadata"]["name"])
+        self.labservers[key] = [labserver_entry(ls)]
+        return ls
+
+    def store_child(self, child: dict[str, Any]) -> None:
+        key = (child["metadata"]["namespace"], child["metadata"]["name"])
+        index = self.deployments if child["kind"] == "Deployment" else self.services
+        index[key] = [child_entry(child)]
+
+    def store_what_was_written(self) -> None:
+        """What the watches would bring into the indexes after this pass's writes."""
+        for obj in self.api.applied:
+            self.store_child(obj)
+        (entry,) = self.labservers[KEY]
+        if self.api.statuses:
+            entry["status"] = copy.deepcopy(self.api.statuses[-1])
+
+    async def reconcile(self, key: Key = KEY) -> None:
+        assert await self.reconciler.reconcile(key) is None
+
+
+@pytest.fixture
+def world() -> World:
+    return World()
+
+
+def conditions(status: dict[str, Any]) -> dict[str, tuple[str, str]]:
+    return {c["type"]: (c["status"], c["reason"]) for c in status["conditions"]}
+
+
+# --------------------------------------------------------------------------- nothing to do
+
+
+async def test_a_labserver_missing_from_the_cache_is_left_alone(world: World) -> None:
+    await world.reconcile(("lab", "gone"))
+    assert world.api.calls == []
+
+
+async def test_a_labserver_being_deleted_is_left_to_the_garbage_collector(world: World) -> None:
+    ls = a_labserver()
+    ls["metadata"]["deletionTimestamp"] = "2030-01-02T03:04:05Z"
+    world.store(ls)
+    await world.reconcile()
+    assert world.api.calls == []
+
+
+# --------------------------------------------------------------------------- a valid LabServer
+
+
+async def test_a_valid_labserver_gets_its_deployment_then_its_service_as_the_builders_make_them(
+    world: World,
+) -> None:
+    ls = world.store(a_labserver(replicas=2, message="hi"))
+    await world.reconcile()
+    spec = a_spec(ls)
+    assert world.api.applied == [build_deployment(ls, spec), build_service(ls, spec)]
+
+
+async def test_the_applied_children_are_controlled_by_the_labserver(world: World) -> None:
+    ls = world.store(a_labserver())
+    await world.reconcile()
+    for child in world.api.applied:
+        (ref,) = child["metadata"]["ownerReferences"]
+        assert (ref["kind"], ref["name"], ref["uid"], ref["controller"]) == (
+            "LabServer",
+            "hello",
+            ls["metadata"]["uid"],
+            True,
+        )
+
+
+async def test_the_status_is_written_once_from_what_the_apply_returned(world: World) -> None:
+    world.store(a_labserver(replicas=2))
+    await world.reconcile()
+    (status,) = world.api.statuses
+    assert conditions(status) == {
+        "Ready": ("True", "Available"),
+        "Progressing": ("False", "RolloutComplete"),
+        "Degraded": ("False", "AsExpected"),
+    }
+    assert (status["replicas"], status["readyReplicas"], status["observedGeneration"]) == (2, 2, 1)
+    assert status["endpoints"]["host"] == "hello.lab.svc"
+    ((namespace, name, _),) = world.api.arguments("patch_status")
+    assert (namespace, name) == KEY
+
+
+async def test_the_status_is_written_after_both_applies(world: World) -> None:
+    world.store(a_labserver())
+    await world.reconcile()
+    writes = [call for call, _ in world.api.calls if call != "create_event"]
+    assert writes == ["apply", "apply", "patch_status"]
+
+
+async def test_a_new_labserver_gets_created_events_for_both_children_and_a_ready_event(world: World) -> None:
+    world.store(a_labserver())
+    await world.reconcile()
+    assert world.api.events == [
+        ("Normal", "Created", "Created Deployment hello"),
+        ("Normal", "Created", "Created Service hello"),
+        ("Normal", "Ready", "1 of 1 replicas available."),
+    ]
+
+
+async def test_only_children_missing_from_the_cache_get_a_created_event(world: World) -> None:
+    ls = world.store(a_labserver())
+    world.store_child(build_deployment(ls, a_spec(ls)))
+    await world.reconcile()
+    assert [e for e in world.api.events if e[1] == "Created"] == [
+        ("Normal", "Created", "Created Service hello")
+    ]
+    assert world.api.applied_kinds == ["Deployment", "Service"]  # applied all the same
+
+
+async def test_a_second_pass_over_the_written_status_writes_nothing(world: World) -> None:
+    world.store(a_labserver())
+    await world.reconcile()
+    world.store_what_was_written()
+    world.api.calls.clear()
+
+    await world.reconcile()
+
+    assert world.api.statuses == []  # no write, so no watch event, so no loop
+    assert world.api.events == []
+    assert world.api.applied_kinds == ["Deployment", "Service"]  # level-triggered: applied again
+
+
+async def test_a_rollout_in_progress_is_reported_and_then_its_end_is_written_once(world: World) -> None:
+    world.store(a_labserver(replicas=2))
+    world.api.deployment_status = {"observedGeneration": 1, "replicas": 2, "updatedReplicas": 2}
+    await world.reconcile()
+    (rolling,) = world.api.statuses
+    assert conditions(rolling)["Ready"] == ("False", "ReplicasUnavailable")
+    assert ("Normal", "Ready", "1 of 1 replicas available.") not in world.api.events
+
+    world.store_what_was_written()
+    world.api.calls.clear()
+    world.api.deployment_status = None  # now every replica is ready
+    await world.reconcile()
+    (ready,) = world.api.statuses
+    assert conditions(ready)["Ready"] == ("True", "Available")
+    assert world.api.events == [("Normal", "Ready", "2 of 2 replicas available.")]
+
+
+async def test_losing_readiness_posts_a_not_ready_warning(world: World) -> None:
+    world.store(a_labserver())
+    await world.reconcile()
+    world.store_what_was_written()
+    world.api.calls.clear()
+
+    world.api.deployment_status = {"observedGeneration": 1, "replicas": 1, "updatedReplicas": 1}
+    await world.reconcile()
+
+    assert world.api.events == [("Warning", "NotReady", "0 of 1 replicas ready, 0 available.")]
+
+
+async def test_a_spec_without_image_gets_the_default_image(world: World) -> None:
+    world.store(a_labserver())
+    await world.reconcile()
+    deployment = world.api.applied[0]
+    assert deployment["spec"]["template"]["spec"]["containers"][0]["image"] == DEFAULT_IMAGE
+
+
+# --------------------------------------------------------------------------- permanent problems
+
+GREEDY = {"requests": {"cpu": "2"}, "limits": {"cpu": "1"}}
+
+
+async def test_an_invalid_spec_is_reported_in_status_and_by_a_warning_and_nothing_is_applied(
+    world: World,
+) -> None:
+    world.store(a_labserver(resources=GREEDY))
+    with pytest.raises(PermanentError, match=r"spec\.resources\.requests\.cpu"):
+        await world.reconciler.reconcile(KEY)
+    assert world.api.applied == []
+    (status,) = world.api.statuses
+    assert conditions(status)["Degraded"] == ("True", "InvalidSpec")
+    assert conditions(status)["Ready"] == ("False", "InvalidSpec")
+    ((kind, reason, message),) = world.api.events
+    assert (kind, reason) == ("Warning", "InvalidSpec")
+    assert "must be less than or equal to the limit" in message
+
+
+async def test_the_same_invalid_spec_again_writes_and_posts_nothing_new(world: World) -> None:
+    world.store(a_labserver(resources=GREEDY))
+    with pytest.raises(PermanentError):
+        await world.reconciler.reconcile(KEY)
+    world.store_what_was_written()
+    world.api.calls.clear()
+
+    with pytest.raises(PermanentError):
+        await world.reconciler.reconcile(KEY)
+
+    assert world.api.calls == []
+
+
+async def test_fixing_the_spec_clears_the_problem(world: World) -> None:
+    ls = world.store(a_labserver(resources=GREEDY))
+    with pytest.raises(PermanentError):
+        await world.reconciler.reconcile(KEY)
+    world.store_what_was_written()
+    world.api.calls.clear()
+
+    (entry,) = world.labservers[KEY]
+    entry["spec"] = copy.deepcopy(ls["spec"])
+    entry["spec"]["resources"] = {"requests": {"cpu": "1"}, "limits": {"cpu": "1"}}
+    await world.reconcile()
+
+    (status,) = world.api.statuses
+    assert conditions(status)["Degraded"] == ("False", "AsExpected")
+    assert world.api.applied_kinds == ["Deployment", "Service"]
+
+
+@pytest.mark.parametrize("kind", ["Deployment", "Service"])
+async def test_a_same_named_stranger_is_a_child_conflict_and_nothing_is_applied(
+    world: World, kind: str
+) -> None:
+    ls = world.store(a_labserver())
+    stranger = a_service(ls) if kind == "Service" else build_deployment(ls, a_spec(ls))
+    stranger["metadata"]["ownerReferences"] = []
+    world.store_child(stranger)
+
+    with pytest.raises(PermanentError, match=f"child conflict: {kind} hello"):
+        await world.reconciler.reconcile(KEY)
+
+    assert world.api.applied == []
+    (status,) = world.api.statuses
+    assert conditions(status)["Degraded"] == ("True", "ChildConflict")
+    ((type_, reason, message),) = world.api.events
+    assert (type_, reason) == ("Warning", "ChildConflict")
+    assert message == f"{kind} hello exists and is not controlled by this LabServer; delete or rename it"
+
+
+async def test_a_child_of_an_earlier_labserver_with_the_same_name_is_a_stranger_too(world: World) -> None:
+    ls = world.store(a_labserver(uid="new-uid"))
+    world.store_child(a_service(ls, owner_uid="old-uid"))
+    with pytest.raises(PermanentError, match="child conflict"):
+        await world.reconciler.reconcile(KEY)
+    assert world.api.applied == []
+
+
+async def test_a_422_from_the_apply_is_an_invalid_spec_and_stops_the_pass(world: World) -> None:
+    world.store(a_labserver())
+    world.api.apply_errors["Deployment"] = ApiError(422, 'Deployment.apps "hello" is invalid')
+
+    with pytest.raises(PermanentError, match="Deployment rejected by the API server"):
+        await world.reconciler.reconcile(KEY)
+
+    assert world.api.applied_kinds == ["Deployment"]  # the Service is not tried
+    (status,) = world.api.statuses
+    assert conditions(status)["Degraded"] == ("True", "InvalidSpec")
+    expected = 'Deployment rejected by the API server: Deployment.apps "hello" is invalid'
+    assert world.api.events == [("Warning", "InvalidSpec", expected)]
+
+
+async def test_a_500_from_the_apply_propagates_for_the_workers_to_retry(world: World) -> None:
+    world.store(a_labserver())
+    world.api.apply_errors["Deployment"] = ApiError(500, "etcdserver: request timed out")
+
+    with pytest.raises(ApiError) as raised:
+        await world.reconciler.reconcile(KEY)
+
+    assert not isinstance(raised.value, PermanentError)
+    assert raised.value.status == 500
+    assert world.api.statuses == []
+    assert world.api.events == []
+
+
+async def test_a_conflict_from_the_apply_propagates_for_a_retry(world: World) -> None:
+    world.store(a_labserver())
+    world.api.apply_errors["Service"] = Conflict(409, "the object has been modified")
+    with pytest.raises(Conflict):
+        await world.reconciler.reconcile(KEY)
+
+
+@pytest.mark.parametrize("error", [NotFound(404, "not found"), Gone(410, "gone")])
+async def test_the_labserver_vanishing_during_the_status_write_ends_the_pass_quietly(
+    world: World, error: ApiError
+) -> None:
+    world.store(a_labserver())
+    world.api.status_error = error
+    await world.reconcile()
+    assert len(world.api.statuses) == 1  # tried once, then gave up without an error
+    assert ("Normal", "Ready", "1 of 1 replicas available.") not in world.api.events
+
+
+async def test_the_namespace_vanishing_during_the_apply_ends_the_pass_quietly(world: World) -> None:
+    world.store(a_labserver())
+    world.api.apply_errors["Deployment"] = NotFound(404, 'namespaces "lab" not found')
+    await world.reconcile()
+    assert world.api.statuses == []
+
+
+async def test_the_labserver_vanishing_while_a_problem_is_reported_still_raises_the_problem(
+    world: World,
+) -> None:
+    world.store(a_labserver(resources=GREEDY))
+    world.api.status_error = NotFound(404, "not found")
+    with pytest.raises(PermanentError):
+        await world.reconciler.reconcile(KEY)
+
+
+async def test_a_problem_status_matches_compute_status_over_the_cached_children(world: World) -> None:
+    ls = world.store(a_labserver(resources=GREEDY))
+    with pytest.raises(PermanentError) as raised:
+        await world.reconciler.reconcile(KEY)
+    (status,) = world.api.statuses
+    expected = compute_status(
+        labserver_entry(ls),
+        deployment=None,
+        service=None,
+        problem=Problem(reasons.INVALID_SPEC, str(raised.value)),
+        now=NOW,
+    )
+    assert status == expected
+
+
+# --------------------------------------------------------------------------- KubeApi underneath
+
+
+class Recorded:
+    """A stand-in for one generated client method: records its arguments, returns or raises."""
+
+    def __init__(self, result: object = None, error: BaseException | None = None) -> None:
+        self.result = result
+        self.error = error
+        self.calls: list[tuple[tuple[Any, ...], dict[str, Any]]] = []
+        self.threads: list[str] = []
+
+    def __call__(self, *args: Any, **kwargs: Any) -> object:
+        self.calls.append((args, kwargs))
+        self.threads.append(threading.current_thread().name)
+        if self.error is not None:
+            raise self.error
+        return self.result
+
+
+@pytest.fixture
+def kube_api() -> Iterator[KubeApi]:
+    client = ApiClient()  # no request is made: the tests replace every client method they reach
+    api = KubeApi(client, field_manager="k8s-lab", threads=1, timeout=7.0)
+    yield api
+    api.close()
+
+
+def an_api_exception(status: int, reason: str, message: str | None = None) -> ApiException:
+    err = ApiException(status=status, reason=reason)
+    if message is not None:
+        err.body = json.dumps({"kind": "Status", "code": status, "message": message})
+    return err
+
+
+async def test_kubeapi_applies_a_deployment_server_side_with_our_field_manager_and_force(
+    kube_api: KubeApi, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ls = a_labserver()
+    deployment = build_deployment(ls, a_spec(ls))
+    method = Recorded(result={"kind": "Deployment", "metadata": {"name": "hello"}})
+    monkeypatch.setattr(kube_api._apps, "patch_namespaced_deployment", method)
+
+    live = await kube_api.apply(deployment)
+
+    ((args, kwargs),) = method.calls
+    assert args == ("hello", "lab", deployment)
+    assert kwargs == {
+        "field_manager": "k8s-lab",
+        "force": True,
+        "_content_type": APPLY,
+        "_request_timeout": 7.0,
+    }
+    assert live == {"kind": "Deployment", "metadata": {"name": "hello"}}
+    assert method.threads[0].startswith("kubeapi")  # off the event loop
+
+
+async def test_kubeapi_applies_a_service_through_the_core_api(
+    kube_api: KubeApi, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ls = a_labserver()
+    method = Recorded(result={})
+    monkeypatch.setattr(kube_api._core, "patch_namespaced_service", method)
+    await kube_api.apply(build_service(ls, a_spec(ls)))
+    ((args, kwargs),) = method.calls
+    assert args[:2] == ("hello", "lab")
+    assert kwargs["_content_type"] == APPLY
+
+
+async def test_kubeapi_writes_the_status_subresource_with_a_merge_patch(
+    kube_api: KubeApi, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    method = Recorded()
+    monkeypatch.setattr(kube_api._custom, "patch_namespaced_custom_object_status", method)
+    await kube_api.patch_status("lab", "hello", {"replicas": 1})
+    ((args, kwargs),) = method.calls
+    assert args == ("k8slab.dev", "v1alpha1", "lab", "labservers", "hello", {"status": {"replicas": 1}})
+    assert kwargs == {"_content_type": MERGE, "_request_timeout": 7.0}
+
+
+@pytest.mark.parametrize(("status", "kind"), [(404, NotFound), (409, Conflict), (410, Gone)])
+async def test_kubeapi_translates_the_statuses_the_reconciler_tells_apart(
+    kube_api: KubeApi, monkeypatch: pytest.MonkeyPatch, status: int, kind: type[ApiError]
+) -> None:
+    monkeypatch.setattr(
+        kube_api._core, "create_namespaced_event", Recorded(error=an_api_exception(status, "Reason"))
+    )
+    with pytest.raises(kind) as raised:
+        await kube_api.create_event("lab", {})
+    assert raised.value.status == status
+
+
+async def test_kubeapi_turns_any_other_error_answer_into_an_api_error_with_the_apiservers_message(
+    kube_api: KubeApi, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A 422 must reach the reconciler as an ApiError, or its InvalidSpec branch never runs.
+    message = 'Deployment.apps "hello" is invalid: spec.template: Invalid value'
+    rejection = an_api_exception(422, "Unprocessable Entity", message)
+    monkeypatch.setattr(kube_api._apps, "patch_namespaced_deployment", Recorded(error=rejection))
+    ls = a_labserver()
+    with pytest.raises(ApiError) as raised:
+        await kube_api.apply(build_deployment(ls, a_spec(ls)))
+    assert type(raised.value) is ApiError
+    assert (raised.value.status, raised.value.reason) == (422, message)
+    assert isinstance(raised.value.__cause__, ApiException)
+
+
+async def test_kubeapi_falls_back_on_the_http_reason_without_a_status_body(
+    kube_api: KubeApi, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(
+        kube_api._core,
+        "create_namespaced_event",
+        Recorded(error=an_api_exception(500, "Internal Server Error")),
+    )
+    with pytest.raises(ApiError) as raised:
+        await kube_api.create_event("lab", {})
+    assert (raised.value.status, raised.value.reason) == (500, "Internal Server Error")
+
+
+async def test_a_422_through_kubeapi_makes_the_reconciler_report_invalid_spec(
+    kube_api: KubeApi, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rejection = an_api_exception(
+        422, "Unprocessable Entity", "spec.template.spec.containers[0].image: Required"
+    )
+    monkeypatch.setattr(kube_api._apps, "patch_namespaced_deployment", Recorded(error=rejection))
+    status_writes = Recorded()
+    monkeypatch.setattr(kube_api._custom, "patch_namespaced_custom_object_status", status_writes)
+    monkeypatch.setattr(kube_api._core, "create_namespaced_event", Recorded())
+    ls = a_labserver()
+    cache = Cache({KEY: [labserver_entry(ls)]}, {}, {})
+    reconciler = Reconciler(
+        cache, kube_api, EventRecorder(kube_api), default_image=DEFAULT_IMAGE, now=lambda: NOW
+    )
+
+    with pytest.raises(PermanentError, match=r"containers\[0\]\.image: Required"):
+        await reconciler.reconcile(KEY)
+
+    ((args, _),) = status_writes.calls
+    assert conditions(args[5]["status"])["Degraded"] == ("True", "InvalidSpec")
