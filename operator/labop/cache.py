@@ -39,16 +39,26 @@ def labserver_entry(body: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def child_entry(body: Mapping[str, Any]) -> dict[str, Any]:
-    """Only what ownership checks need, so watching every Deployment and Service stays cheap."""
+    """Identity, owners, generation, replicas and status: enough to tell ours from a stranger and
+    to report a problem's status with the real numbers, while watching every Deployment and
+    Service stays cheap (no pod template, no managed fields)."""
     meta = body.get("metadata", {})
-    return {
+    spec = body.get("spec") or {}
+    entry: dict[str, Any] = {
         "metadata": {
             "name": meta.get("name"),
             "namespace": meta.get("namespace"),
             "uid": meta.get("uid"),
+            "generation": meta.get("generation"),
             "ownerReferences": copy.deepcopy(list(meta.get("ownerReferences") or [])),
-        }
+        },
+        "status": copy.deepcopy(dict(body.get("status") or {})),
     }
+    if "replicas" in spec:
+        entry["spec"] = {"replicas": spec["replicas"]}
+    if "ports" in spec:  # a Service: its ports make the status's endpoints
+        entry["spec"] = {"ports": copy.deepcopy(list(spec["ports"]))}
+    return entry
 
 
 def owner_key(child: Mapping[str, Any]) -> Key | None:

@@ -98,6 +98,14 @@ class Controller:
     # --- lifecycle --------------------------------------------------------------------------
 
     async def start(self) -> None:
+        """Start everything, or nothing: a failure (a port in use) undoes what was started."""
+        try:
+            await self._start()
+        except BaseException:
+            await self.stop()
+            raise
+
+    async def _start(self) -> None:
         await self.pool.start()
         if self.settings.resync_seconds > 0:
             self._resync_task = asyncio.create_task(self._resync_forever(), name="labop-resync")

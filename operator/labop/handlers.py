@@ -42,7 +42,8 @@ def _controller(memo: kopf.Memo) -> Controller:
     return cast(Controller, memo.controller)  # set by start_controller before any event handler runs
 
 
-@kopf.on.startup()  # type: ignore[arg-type]  # kopf passes the indexes as extra kwargs; ActivityFn has no room
+# PERMANENT: bad settings or a port in use will not fix themselves; kopf stops instead of retrying.
+@kopf.on.startup(errors=kopf.ErrorsMode.PERMANENT)  # type: ignore[arg-type]  # kopf passes the indexes as extra kwargs; ActivityFn has no room
 async def start_controller(
     settings: kopf.OperatorSettings,
     memo: kopf.Memo,

@@ -13,7 +13,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
-DEFAULT_IMAGE = "ghcr.io/k8s-lab/labhttp:0.1.0"
+from labop.spec import DEFAULT_IMAGE
+
 ENV_PREFIX = "LABOP_"
 
 

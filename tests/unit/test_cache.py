@@ -114,17 +114,26 @@ def test_a_labserver_entry_is_a_deep_copy_of_the_body() -> None:
     assert entry == before
 
 
-def test_a_child_entry_keeps_only_identity_and_owner_references() -> None:
+def test_a_child_entry_keeps_identity_owners_replicas_and_status_but_not_the_pod_template() -> None:
     deployment = a_deployment(a_labserver())
-    deployment["metadata"]["uid"] = "dep-uid"
+    deployment["metadata"].update(uid="dep-uid", generation=3, managedFields=[{"manager": "x"}])
+    deployment["status"] = {"readyReplicas": 1, "observedGeneration": 3}
     assert child_entry(deployment) == {
         "metadata": {
             "name": "hello",
             "namespace": "lab",
             "uid": "dep-uid",
+            "generation": 3,
             "ownerReferences": deployment["metadata"]["ownerReferences"],
-        }
+        },
+        "spec": {"replicas": deployment["spec"]["replicas"]},
+        "status": {"readyReplicas": 1, "observedGeneration": 3},
     }
+
+
+def test_a_service_entry_keeps_its_ports_for_the_endpoints() -> None:
+    service = a_service(a_labserver())
+    assert child_entry(service)["spec"] == {"ports": service["spec"]["ports"]}
 
 
 def test_a_child_entry_is_a_deep_copy_of_the_owner_references() -> None:

@@ -123,10 +123,13 @@ async def test_the_labserver_index_keys_a_private_copy_by_namespace_and_name() -
         (handlers.service_index, a_service(a_labserver())),
     ],
 )
-async def test_the_child_indexes_keep_only_identity_and_owners(index: Any, child: dict[str, Any]) -> None:
+async def test_the_child_indexes_keep_a_small_projection_not_the_whole_object(
+    index: Any, child: dict[str, Any]
+) -> None:
     indexed = await invoke(index, namespace="lab", name="hello", body=a_body(child), **KOPF_EXTRAS)
     assert list(indexed) == [("lab", "hello")]
-    assert set(indexed[("lab", "hello")]) == {"metadata"}
+    assert set(indexed[("lab", "hello")]) <= {"metadata", "spec", "status"}
+    assert "template" not in indexed[("lab", "hello")].get("spec", {})
     assert indexed[("lab", "hello")]["metadata"]["ownerReferences"] == child["metadata"]["ownerReferences"]
 
 
