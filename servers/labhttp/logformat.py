@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -19,7 +20,8 @@ from typing import Any, TextIO
 from labhttp.settings import LogFormat
 
 _FIELDS_ATTR = "labhttp_fields"
-_SAFE_BARE = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_./:<>[],+@%*")
+# Values made only of these print bare in logfmt; anything else (space, quote, "=") is quoted.
+_BARE_VALUE = re.compile(r"[A-Za-z0-9\-_./:<>\[\],+@%*]+")
 
 
 def log_event(logger: logging.Logger, event: str, level: int = logging.INFO, **fields: Any) -> None:
@@ -75,7 +77,7 @@ def _logfmt_value(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.3f}"
     text = str(value)
-    if text and all(ch in _SAFE_BARE for ch in text):
+    if _BARE_VALUE.fullmatch(text):
         return text
     return json.dumps(text, ensure_ascii=False)
 

@@ -78,7 +78,9 @@ async def _start_site(runner: web.AppRunner, listener: Listener, *, reuse_port: 
         await site.start()
     except OSError as exc:
         raise bind_failure(listener, exc) from None
-    log_event(logger, "listening", listener=listener.name, address=f"{listener.host}:{site.port}")
+    log_event(
+        logger, "listening", listener=listener.name, address=f"{listener.host}:{site.port}", pid=os.getpid()
+    )
     return Listener(name=listener.name, host=listener.host, port=site.port)
 
 

@@ -147,16 +147,21 @@ def _spawn(settings: Settings, index: int) -> Worker:
 
 
 def _wait_until_ready(workers: list[Worker], wakeup: socket.socket) -> None:
-    waiting = {worker.messages: worker for worker in workers}
+    """Return once every child said "ready"; any child exiting meanwhile fails the start."""
+    pending = {worker.messages: worker for worker in workers}
     sentinels = {worker.process.sentinel: worker for worker in workers}
-    while waiting:
-        for ready in wait([*waiting, *sentinels, wakeup]):
+    while pending:
+        for ready in wait([*pending, *sentinels, wakeup]):
             if ready is wakeup:
                 raise Stopped(_read_signal(wakeup))
             if isinstance(ready, Connection):
-                _take_ready_message(waiting.pop(ready), ready)
-            elif isinstance(ready, int) and sentinels[ready].messages in waiting:
+                _take_ready_message(pending.pop(ready), ready)
+            elif isinstance(ready, int):
                 worker = sentinels[ready]
+                if worker.messages in pending:
+                    # Its own reason first, e.g. which address it could not bind.
+                    del pending[worker.messages]
+                    _take_ready_message(worker, worker.messages)
                 worker.process.join()
                 raise StartupError(
                     f"worker {worker.index} exited with status {worker.process.exitcode} at start"

@@ -7,6 +7,7 @@ exit, never for time to pass.
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import socket
 
@@ -130,3 +131,22 @@ async def test_workers_share_each_port_and_stop_together_on_sigterm(
     assert "Traceback" not in stderr
     stopped = [event for event in server.events if event["event"] == "stopped" and "worker" not in event]
     assert stopped[0]["statuses"] == "0,0"
+
+
+async def test_a_worker_that_dies_stops_the_others_and_the_supervisor_exits_1(
+    labhttp_processes: list[LabhttpProcess],
+) -> None:
+    server = await start(labhttp_processes, *LOOPBACK, "--workers", "2")
+    await server.serving_urls()
+    [victim] = {
+        event["pid"] for event in server.events if event["event"] == "listening" and event["worker"] == 0
+    }
+
+    os.kill(victim, signal.SIGKILL)
+
+    status, stderr = await server.finish()
+    assert status == 1
+    assert "Traceback" not in stderr
+    [exited] = [event for event in server.events if event["event"] == "worker-exited"]
+    assert (exited["level"], exited["worker"], exited["status"]) == ("error", 0, -signal.SIGKILL)
+    assert any(event["event"] == "stopped" and event.get("worker") == 1 for event in server.events)
