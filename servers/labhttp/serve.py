@@ -140,6 +140,6 @@ def log_serving(settings: Settings, bound: tuple[Listener, ...], *, workers: int
         version=__version__,
         pid=os.getpid(),
         listeners=",".join(str(listener) for listener in bound),
-        metrics_listener=settings.metrics_listener or "none",
+        metrics_listener=settings.metrics_listener,
         workers=workers,
     )

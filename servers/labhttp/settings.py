@@ -58,8 +58,9 @@ class Listener:
 class Settings:
     listeners: tuple[Listener, ...]
     message: str = DEFAULT_MESSAGE
-    # The listener that also serves /metrics; None when no listener is named like the default.
-    metrics_listener: str | None = DEFAULT_METRICS_LISTENER
+    # The listener that also serves /metrics: as named, else "metrics", else the first listener
+    # (the LabServer CRD's rule, so the operator and the server agree).
+    metrics_listener: str = DEFAULT_METRICS_LISTENER
     shutdown_timeout: float = DEFAULT_SHUTDOWN_TIMEOUT
     shutdown_delay: float = DEFAULT_SHUTDOWN_DELAY
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
@@ -169,7 +170,8 @@ def _build_parser() -> _Parser:
         "--metrics-listener",
         type=parse_listener_name,
         metavar="NAME",
-        help="the listener that also serves /metrics (LABHTTP_METRICS_LISTENER; default metrics)",
+        help="the listener that also serves /metrics (LABHTTP_METRICS_LISTENER; "
+        "default: the one named metrics, else the first)",
     )
     add(
         "--shutdown-timeout",
@@ -277,11 +279,10 @@ def _check_unique(listeners: tuple[Listener, ...]) -> None:
         ports[listener.port] = listener
 
 
-def _metrics_listener(explicit: str | None, listeners: tuple[Listener, ...]) -> str | None:
+def _metrics_listener(explicit: str | None, listeners: tuple[Listener, ...]) -> str:
     names = [listener.name for listener in listeners]
     if explicit is None:
-        # The default name is a convention, not a requirement: no such listener, no /metrics.
-        return DEFAULT_METRICS_LISTENER if DEFAULT_METRICS_LISTENER in names else None
+        return DEFAULT_METRICS_LISTENER if DEFAULT_METRICS_LISTENER in names else names[0]
     if explicit not in names:
         raise SettingsError(f"metrics listener {explicit!r} is not one of the listeners: {', '.join(names)}")
     return explicit

@@ -66,12 +66,17 @@ async def test_configured_from_the_environment_it_serves_and_sigint_stops_it_wit
     urls = await server.serving_urls()
     assert list(urls) == ["web"]
     assert await fetch(urls["web"] / "") == (200, "from the pod spec")
+    # The only listener is also the metrics listener.
+    assert (await fetch(urls["web"] / "metrics"))[0] == 200
 
     server.send_signal(signal.SIGINT)
     status, stderr = await server.finish()
     assert (status, stderr) == (0, "")
     access = [event for event in server.events if event["event"] == "request"]
-    assert [(event["listener"], event["route"], event["status"]) for event in access] == [("web", "/", 200)]
+    assert [(event["listener"], event["route"], event["status"]) for event in access] == [
+        ("web", "/", 200),
+        ("web", "/metrics", 200),
+    ]
 
 
 @pytest.mark.parametrize(

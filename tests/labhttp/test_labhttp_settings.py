@@ -82,8 +82,8 @@ def test_an_empty_host_means_every_ipv4_interface_like_gos_colon_port() -> None:
     assert load("--listen=api=:8080").listeners == (Listener("api", "0.0.0.0", 8080),)
 
 
-def test_without_a_listener_named_metrics_no_listener_serves_metrics() -> None:
-    assert load("--listen=api=127.0.0.1:8080").metrics_listener is None
+def test_without_a_listener_named_metrics_the_first_listener_serves_metrics() -> None:
+    assert load("--listen=api=127.0.0.1:8080", "--listen=web=127.0.0.1:8081").metrics_listener == "api"
 
 
 def test_port_zero_may_repeat_because_the_kernel_picks_distinct_ports() -> None:
