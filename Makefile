@@ -32,7 +32,7 @@ $(VENV)/.installed: requirements.lock
 .PHONY: lock
 lock: ## Re-pin Python dependencies (requirements.lock) from pyproject.toml.
 	$(PYTHON) -m venv /tmp/k8s-lab-lock && /tmp/k8s-lab-lock/bin/pip install -q pip-tools==7.6.2
-	/tmp/k8s-lab-lock/bin/pip-compile -q --generate-hashes --strip-extras --extra dev --allow-unsafe -o requirements.lock pyproject.toml
+	/tmp/k8s-lab-lock/bin/pip-compile -q --no-emit-find-links --no-emit-index-url --generate-hashes --strip-extras --extra dev --allow-unsafe -o requirements.lock pyproject.toml
 
 ##@ Local cluster (real etcd, kube-apiserver, controller-manager, scheduler and kwok; no Docker)
 .PHONY: bins
