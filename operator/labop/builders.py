@@ -19,7 +19,7 @@ from labop import naming
 from labop.spec import LabServerSpec, Listener
 
 CONTAINER_NAME: Final = "server"
-# The labhttp image's non-root user (distroless "nonroot").
+# The labhttp image's non-root user (USER 65532 in servers/Dockerfile).
 RUN_AS_USER: Final = 65532
 TERMINATION_GRACE_PERIOD_SECONDS: Final = 30
 DEFAULT_RESOURCES: Final[dict[str, dict[str, str]]] = {
@@ -99,6 +99,10 @@ def _pod_spec(spec: LabServerSpec) -> dict[str, Any]:
     }
 
 
+ENV_SHUTDOWN_DELAY = "LABHTTP_SHUTDOWN_DELAY"
+SHUTDOWN_DELAY_SECONDS = "5"
+
+
 def _container(spec: LabServerSpec) -> dict[str, Any]:
     probe_port = spec.listeners[0].name
     return {
@@ -109,6 +113,9 @@ def _container(spec: LabServerSpec) -> dict[str, Any]:
             {"name": ENV_MESSAGE, "value": spec.message},
             {"name": ENV_LISTEN, "value": listen_env(spec.listeners)},
             {"name": ENV_METRICS_LISTENER, "value": spec.metrics_listener.name},
+            # Keep serving (readiness already 503) while the endpoints controller removes the pod,
+            # then drain: 5 s delay + labhttp's 10 s drain fit the 30 s termination grace period.
+            {"name": ENV_SHUTDOWN_DELAY, "value": SHUTDOWN_DELAY_SECONDS},
         ],
         "ports": [
             {"name": listener.name, "containerPort": listener.port, "protocol": "TCP"}

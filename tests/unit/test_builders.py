@@ -214,11 +214,12 @@ def test_scaled_to_zero_is_a_deployment_with_zero_replicas() -> None:
     assert deployment_of(replicas=0)["spec"]["replicas"] == 0
 
 
-def test_the_environment_tells_labhttp_its_message_listeners_and_metrics_listener() -> None:
+def test_the_environment_tells_labhttp_its_message_listeners_metrics_listener_and_shutdown_delay() -> None:
     assert env_of(deployment_of(message="Hi!")) == {
         "LABHTTP_MESSAGE": "Hi!",
         "LABHTTP_LISTEN": "api=0.0.0.0:8080,metrics=0.0.0.0:9090",
         "LABHTTP_METRICS_LISTENER": "metrics",
+        "LABHTTP_SHUTDOWN_DELAY": "5",
     }
     env = env_of(deployment_of(listeners=THREE_LISTENERS))
     assert env["LABHTTP_LISTEN"] == "web=0.0.0.0:8080,metrics=0.0.0.0:9100,admin=0.0.0.0:8081"
