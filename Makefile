@@ -70,6 +70,43 @@ install: bins ## Install the CRD into the cluster of $$KUBECONFIG (default: the 
 uninstall: bins ## Remove the CRD (and so every LabServer) from the cluster of $$KUBECONFIG.
 	@export KUBECONFIG=$${KUBECONFIG:-$(CLUSTER_DIR)/kubeconfig}; bin/kubectl delete --ignore-not-found -f crds/
 
+##@ Deploy (into a real cluster; see deploy/README.md)
+.PHONY: manifests
+manifests: ## Copy crds/labservers.yaml into deploy/crd/ (kustomize refuses files outside deploy/).
+	cp crds/labservers.yaml deploy/crd/labservers.yaml
+
+.PHONY: operator-requirements
+operator-requirements: venv ## Re-derive operator/requirements.txt (the image's pins) from requirements.lock.
+	UPDATE_REQUIREMENTS=1 $(PY) -m pytest tests/integration/test_deploy.py -q -p no:cacheprovider -k requirements
+
+.PHONY: deploy
+deploy: ## Install the operator into the cluster KUBECONFIG names (kubectl apply -k deploy/).
+	hack/kind.sh deploy
+
+.PHONY: undeploy
+undeploy: ## Remove it, CRD included (so every LabServer goes too).
+	hack/kind.sh undeploy
+
+.PHONY: docker-build
+docker-build: ## Build the operator and labhttp images (needs a Docker engine).
+	hack/kind.sh docker-build
+
+.PHONY: kind-up
+kind-up: ## Create the kind cluster k8s-lab if missing (needs Docker and kind).
+	hack/kind.sh kind-up
+
+.PHONY: kind-load
+kind-load: ## Load both images into kind.
+	hack/kind.sh kind-load
+
+.PHONY: kind-down
+kind-down: ## Delete the kind cluster.
+	hack/kind.sh kind-down
+
+.PHONY: test-kind
+test-kind: ## End to end on kind: build, load, deploy, examples/labserver.yaml until Ready.
+	hack/kind.sh test-kind
+
 ##@ Test
 .PHONY: test
 test: venv bins ## Run the whole suite (unit, then integration on a real control plane).
@@ -89,6 +126,10 @@ lint: venv ## Lint and type-check: ruff, ruff format --check, mypy --strict on o
 	$(VENV)/bin/ruff format --check .
 	MYPYPATH=operator $(VENV)/bin/mypy --strict operator/labop operator/main.py
 	MYPYPATH=servers $(VENV)/bin/mypy --strict servers/labhttp
+
+.PHONY: check-flake
+check-flake: ## Parse flake.nix (with CI=true as root, installs Debian's nix-bin first).
+	hack/check-flake.sh
 
 .PHONY: fmt
 fmt: venv ## Format the code with ruff.

@@ -27,8 +27,11 @@ class OperatorProcess:
         self.proc: processes.Proc | None = None
 
     def start(self) -> None:
+        # Without the in-cluster variables: the operator (like kopf) prefers in-cluster credentials,
+        # and a CI runner inside a pod must not point the operator at that cluster.
+        inherited = {k: v for k, v in os.environ.items() if not k.startswith("KUBERNETES_SERVICE_")}
         env = {
-            **os.environ,
+            **inherited,
             "KUBECONFIG": str(self.kubeconfig),
             "LABOP_METRICS_PORT": str(self.metrics_port),
             "LABOP_HEALTH_PORT": str(self.health_port),
