@@ -17,6 +17,7 @@ import functools
 import json
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
 import kubernetes
@@ -27,6 +28,14 @@ T = TypeVar("T")
 GROUP, VERSION, PLURAL = "k8slab.dev", "v1alpha1", "labservers"
 APPLY = "application/apply-patch+yaml"
 MERGE = "application/merge-patch+json"
+
+
+@dataclass(frozen=True)
+class Applied:
+    """The live object after a server-side apply, and whether that apply created it."""
+
+    obj: dict[str, Any]
+    created: bool
 
 
 class ApiError(Exception):
@@ -53,7 +62,7 @@ class Conflict(ApiError):
 class KubeApiLike(Protocol):
     """The writes the reconciler, the recorder and the controller make: ``KubeApi``, or a fake in tests."""
 
-    async def apply(self, obj: dict[str, Any]) -> dict[str, Any]: ...
+    async def apply(self, obj: dict[str, Any]) -> Applied: ...
     async def patch_status(self, namespace: str, name: str, status: dict[str, Any]) -> None: ...
     async def create_event(self, namespace: str, event: dict[str, Any]) -> None: ...
     def close(self) -> None: ...
@@ -104,14 +113,14 @@ class KubeApi:
         except ApiException as err:
             raise _translate(err) from err
 
-    async def apply(self, obj: dict[str, Any]) -> dict[str, Any]:
+    async def apply(self, obj: dict[str, Any]) -> Applied:
         """Server-side apply: we own exactly the fields we send; force takes them back from hand edits."""
         kind, meta = obj["kind"], obj["metadata"]
         method = {
-            "Deployment": self._apps.patch_namespaced_deployment,
-            "Service": self._core.patch_namespaced_service,
+            "Deployment": self._apps.patch_namespaced_deployment_with_http_info,
+            "Service": self._core.patch_namespaced_service_with_http_info,
         }[kind]
-        live = await self._call(
+        data, status_code, _headers = await self._call(
             method,
             meta["name"],
             meta["namespace"],
@@ -121,7 +130,9 @@ class KubeApi:
             _content_type=APPLY,
         )
         # The client returns a model object; its JSON form is the dict the builders and status use.
-        return dict(self._client.sanitize_for_serialization(live))  # type: ignore[no-untyped-call]  # unannotated
+        live = dict(self._client.sanitize_for_serialization(data))  # type: ignore[no-untyped-call]  # unannotated
+        # 201: this apply created the object (the apiserver's word, not a possibly stale cache's).
+        return Applied(obj=live, created=status_code == 201)
 
     async def patch_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
         # A merge patch of /status: lists (conditions) are replaced whole, which is what we want,

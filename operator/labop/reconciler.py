@@ -24,7 +24,7 @@ from labop import reasons
 from labop.builders import build_deployment, build_service
 from labop.cache import Cache, Key
 from labop.errors import PermanentError
-from labop.kubeapi import ApiError, Gone, KubeApiLike, NotFound
+from labop.kubeapi import ApiError, Applied, Gone, KubeApiLike, NotFound
 from labop.naming import is_controlled_by
 from labop.recorder import NORMAL, WARNING, EventRecorder
 from labop.spec import LabServerSpec, parse_spec
@@ -66,11 +66,18 @@ class Reconciler:
         self._recorder = recorder
         self._default_image = default_image
         self._now = now
+        # key -> (the LabServer's resourceVersion our last status write was based on, that status).
+        # Race: the index learns of our own status write only when its watch event arrives; a
+        # reconcile in between must build on what we wrote, not on the older cached status, or
+        # it would write again and re-stamp lastTransitionTime and re-post the Ready Event.
+        self._written: dict[Key, tuple[str, dict[str, Any]]] = {}
 
     async def reconcile(self, key: Key) -> Result | None:
         ls = self._cache.labserver(key)
         if ls is None or ls["metadata"].get("deletionTimestamp"):
+            self._written.pop(key, None)
             return None  # gone: ownerReferences let the garbage collector take the children
+        ls = self._with_freshest_status(key, ls)
         spec = await self._parse(ls)
         try:
             children = await self._apply_children(key, ls, spec)
@@ -80,6 +87,12 @@ class Reconciler:
         return None
 
     # --- steps --------------------------------------------------------------------------
+
+    def _with_freshest_status(self, key: Key, ls: dict[str, Any]) -> dict[str, Any]:
+        written = self._written.get(key)
+        if written is not None and written[0] == ls["metadata"].get("resourceVersion"):
+            return {**ls, "status": written[1]}  # the cache has not seen our last write yet
+        return ls
 
     async def _parse(self, ls: dict[str, Any]) -> LabServerSpec:
         try:
@@ -108,12 +121,13 @@ class Reconciler:
             raise PermanentError(f"child conflict: {names}")
         children: Children = {}
         for kind, obj in desired.items():
-            children[kind] = await self._apply(ls, obj)
-            if cached[kind] is None:
+            applied = await self._apply(ls, obj)
+            children[kind] = applied.obj
+            if applied.created:
                 await self._recorder.record(ls, NORMAL, reasons.EVENT_CREATED, f"Created {kind} {key[1]}")
         return children
 
-    async def _apply(self, ls: dict[str, Any], obj: dict[str, Any]) -> dict[str, Any]:
+    async def _apply(self, ls: dict[str, Any], obj: dict[str, Any]) -> Applied:
         try:
             return await self._api.apply(obj)
         except ApiError as err:
@@ -138,6 +152,7 @@ class Reconciler:
             return  # nothing new: no write, so no event loop of our own status updates
         meta = ls["metadata"]
         await self._api.patch_status(meta["namespace"], meta["name"], status)
+        self._written[(meta["namespace"], meta["name"])] = (str(meta.get("resourceVersion", "")), status)
         await self._record_ready_transition(ls, old, status)
 
     async def _record_ready_transition(

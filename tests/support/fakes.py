@@ -6,6 +6,8 @@ import asyncio
 import copy
 from typing import Any
 
+from labop.kubeapi import Applied
+
 COUNTS = ("replicas", "updatedReplicas", "readyReplicas", "availableReplicas")
 
 
@@ -25,11 +27,15 @@ class FakeApi:
         self.event_error: BaseException | None = None
         self.status_written = asyncio.Event()  # set by every status write, for tests with workers
         self.closed = False
+        self.existing: set[tuple[str, str, str]] = set()  # (kind, namespace, name) on the "server"
 
-    async def apply(self, obj: dict[str, Any]) -> dict[str, Any]:
+    async def apply(self, obj: dict[str, Any]) -> Applied:
         self.calls.append(("apply", copy.deepcopy(obj)))
         if obj["kind"] in self.apply_errors:
             raise self.apply_errors[obj["kind"]]
+        identity = (obj["kind"], obj["metadata"]["namespace"], obj["metadata"]["name"])
+        created = identity not in self.existing
+        self.existing.add(identity)
         live = copy.deepcopy(obj)
         live["metadata"]["uid"] = f"{obj['kind'].lower()}-uid"
         live["metadata"]["generation"] = 1
@@ -39,7 +45,7 @@ class FakeApi:
             live["status"] = copy.deepcopy(self.deployment_status) or all_ready
         else:
             live["spec"]["clusterIP"] = "10.0.0.17"
-        return live
+        return Applied(obj=live, created=created)
 
     async def patch_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
         self.calls.append(("patch_status", (namespace, name, copy.deepcopy(status))))

@@ -53,7 +53,9 @@ class World:
         return ls
 
     def store_child(self, child: dict[str, Any]) -> None:
+        """A child that exists: in the cache, and on the fake apiserver."""
         key = (child["metadata"]["namespace"], child["metadata"]["name"])
+        self.api.existing.add((child["kind"], *key))
         index = self.deployments if child["kind"] == "Deployment" else self.services
         index[key] = [child_entry(child)]
 
@@ -151,7 +153,7 @@ async def test_a_new_labserver_gets_created_events_for_both_children_and_a_ready
     ]
 
 
-async def test_only_children_missing_from_the_cache_get_a_created_event(world: World) -> None:
+async def test_only_children_the_apiserver_created_get_a_created_event(world: World) -> None:
     ls = world.store(a_labserver())
     world.store_child(build_deployment(ls, a_spec(ls)))
     await world.reconcile()
@@ -404,10 +406,11 @@ async def test_kubeapi_applies_a_deployment_server_side_with_our_field_manager_a
 ) -> None:
     ls = a_labserver()
     deployment = build_deployment(ls, a_spec(ls))
-    method = Recorded(result={"kind": "Deployment", "metadata": {"name": "hello"}})
-    monkeypatch.setattr(kube_api._apps, "patch_namespaced_deployment", method)
+    # (data, status code, headers): what the client's *_with_http_info methods return.
+    method = Recorded(result=({"kind": "Deployment", "metadata": {"name": "hello"}}, 201, {}))
+    monkeypatch.setattr(kube_api._apps, "patch_namespaced_deployment_with_http_info", method)
 
-    live = await kube_api.apply(deployment)
+    applied = await kube_api.apply(deployment)
 
     ((args, kwargs),) = method.calls
     assert args == ("hello", "lab", deployment)
@@ -417,7 +420,8 @@ async def test_kubeapi_applies_a_deployment_server_side_with_our_field_manager_a
         "_content_type": APPLY,
         "_request_timeout": 7.0,
     }
-    assert live == {"kind": "Deployment", "metadata": {"name": "hello"}}
+    assert applied.obj == {"kind": "Deployment", "metadata": {"name": "hello"}}
+    assert applied.created  # 201
     assert method.threads[0].startswith("kubeapi")  # off the event loop
 
 
@@ -425,9 +429,10 @@ async def test_kubeapi_applies_a_service_through_the_core_api(
     kube_api: KubeApi, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     ls = a_labserver()
-    method = Recorded(result={})
-    monkeypatch.setattr(kube_api._core, "patch_namespaced_service", method)
-    await kube_api.apply(build_service(ls, a_spec(ls)))
+    method = Recorded(result=({}, 200, {}))
+    monkeypatch.setattr(kube_api._core, "patch_namespaced_service_with_http_info", method)
+    applied = await kube_api.apply(build_service(ls, a_spec(ls)))
+    assert not applied.created  # 200: it existed
     ((args, kwargs),) = method.calls
     assert args[:2] == ("hello", "lab")
     assert kwargs["_content_type"] == APPLY
@@ -462,7 +467,9 @@ async def test_kubeapi_turns_any_other_error_answer_into_an_api_error_with_the_a
     # A 422 must reach the reconciler as an ApiError, or its InvalidSpec branch never runs.
     message = 'Deployment.apps "hello" is invalid: spec.template: Invalid value'
     rejection = an_api_exception(422, "Unprocessable Entity", message)
-    monkeypatch.setattr(kube_api._apps, "patch_namespaced_deployment", Recorded(error=rejection))
+    monkeypatch.setattr(
+        kube_api._apps, "patch_namespaced_deployment_with_http_info", Recorded(error=rejection)
+    )
     ls = a_labserver()
     with pytest.raises(ApiError) as raised:
         await kube_api.apply(build_deployment(ls, a_spec(ls)))
@@ -490,7 +497,9 @@ async def test_a_422_through_kubeapi_makes_the_reconciler_report_invalid_spec(
     rejection = an_api_exception(
         422, "Unprocessable Entity", "spec.template.spec.containers[0].image: Required"
     )
-    monkeypatch.setattr(kube_api._apps, "patch_namespaced_deployment", Recorded(error=rejection))
+    monkeypatch.setattr(
+        kube_api._apps, "patch_namespaced_deployment_with_http_info", Recorded(error=rejection)
+    )
     status_writes = Recorded()
     monkeypatch.setattr(kube_api._custom, "patch_namespaced_custom_object_status", status_writes)
     monkeypatch.setattr(kube_api._core, "create_namespaced_event", Recorded())
@@ -505,3 +514,27 @@ async def test_a_422_through_kubeapi_makes_the_reconciler_report_invalid_spec(
 
     ((args, _),) = status_writes.calls
     assert conditions(args[5]["status"])["Degraded"] == ("True", "InvalidSpec")
+
+
+async def test_a_pass_before_the_cache_sees_our_status_write_neither_writes_again_nor_repeats_events(
+    world: World,
+) -> None:
+    world.store(a_labserver())
+    await world.reconcile()
+    writes, events = len(world.api.statuses), len(world.api.events)
+    # The watch has not delivered our status write yet: the cached LabServer is unchanged.
+    await world.reconcile()
+    assert len(world.api.statuses) == writes
+    assert len(world.api.events) == events
+
+
+async def test_a_labserver_deleted_and_recreated_under_the_same_name_starts_from_its_own_status(
+    world: World,
+) -> None:
+    world.store(a_labserver())
+    await world.reconcile()
+    del world.labservers[KEY]
+    await world.reconcile()  # gone: forgets what it wrote
+    world.store(a_labserver())
+    await world.reconcile()
+    assert len(world.api.statuses) == 2
