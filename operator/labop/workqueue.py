@@ -88,7 +88,7 @@ import itertools
 import logging
 from collections import deque
 from collections.abc import Callable, Hashable
-from typing import Generic, Protocol, TypeAlias, TypeVar
+from typing import Final, Generic, Protocol, TypeAlias, TypeVar
 
 from labop.clock import Clock, MonotonicClock
 from labop.ratelimit import RateLimiter, default_controller_rate_limiter
@@ -140,7 +140,7 @@ class _NoMetrics:
         pass
 
 
-_Line: TypeAlias = "deque[asyncio.Future[None]]"  # callers waiting their turn, first come first served
+_Line: TypeAlias = "deque[asyncio.Future[object]]"  # callers waiting their turn, first come first served
 
 
 class WorkQueue(Generic[K]):
@@ -171,7 +171,11 @@ class WorkQueue(Generic[K]):
 
         self._getters: _Line = deque()
         self._putters: _Line = deque()
-        self._putters_by_key: dict[K, list[asyncio.Future[None]]] = {}  # released once the key is in
+        # Rooms freed by `get` and promised to a woken producer that has not run yet. Counting
+        # them as taken keeps a newcomer from grabbing the room in between (no barging): blocked
+        # producers get in in the order they came.
+        self._promised = 0
+        self._putters_by_key: dict[K, list[asyncio.Future[object]]] = {}  # released once the key is in
         self._drainers: _Line = deque()
 
         # add_after: key -> (ready_at, seq) is the live entry; heap entries not matching it are stale.
@@ -230,21 +234,30 @@ class WorkQueue(Generic[K]):
 
     def full(self) -> bool:
         """True when a new key would have to wait (`add`) or be refused (`add_nowait`)."""
-        return len(self._fifo) >= self._maxsize
+        return not self._has_room() or any(not waiter.done() for waiter in self._putters)
+
+    def _has_room(self) -> bool:
+        return len(self._fifo) + self._promised < self._maxsize
 
     # ----------------------------------------------------------------- adding
 
     async def add(self, key: K) -> None:
         """Queue `key`; waits only if it is new to the queue and `maxsize` keys are waiting."""
-        waited = False
+        promised = False
         while not self._absorbed(key):
-            if not self.full():
+            if promised:
+                self._promised -= 1  # the room kept for us is ours now
+                promised = False
+                if self._has_room():
+                    self._insert_new(key)
+                    return
+            elif not self.full():
                 self._insert_new(key)
                 return
-            waited = True
-            await self._wait_for_room(key)
-        if waited:
+            promised = await self._wait_for_room(key)
+        if promised:
             # Woken for a room we did not use (the key got deduped, or shutdown): pass it on.
+            self._promised -= 1
             self._pass_room_on()
 
     def add_nowait(self, key: K) -> None:
@@ -372,7 +385,7 @@ class WorkQueue(Generic[K]):
         self._enqueue(key)
 
     def _enqueue(self, key: K) -> None:
-        if self.full():
+        if not self._has_room():
             self._parked.append(key)
         else:
             self._fifo.append(key)
@@ -380,19 +393,27 @@ class WorkQueue(Generic[K]):
 
     def _refill(self) -> None:
         """A `get` made room: parked keys first, then one producer blocked in `add`."""
-        while self._parked and not self.full():
+        while self._parked and self._has_room():
             self._fifo.append(self._parked.popleft())
             self._wake_first(self._getters)
         self._pass_room_on()
 
     # ----------------------------------------------------------------- internals: waiting
 
-    async def _wait_for_room(self, key: K) -> None:
-        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    async def _wait_for_room(self, key: K) -> bool:
+        """Wait in the producers' line; True when woken with a room promised to us."""
+        waiter: asyncio.Future[object] = asyncio.get_running_loop().create_future()
         same_key = self._putters_by_key.setdefault(key, [])
         same_key.append(waiter)
+
+        def hand_back() -> None:  # cancelled after being woken: the promise goes to the next one
+            if waiter.result() is _ROOM:
+                self._promised -= 1
+            self._pass_room_on()
+
         try:
-            await self._wait_in_line(self._putters, self._pass_room_on, waiter)
+            await self._wait_in_line(self._putters, hand_back, waiter)
+            return waiter.result() is _ROOM
         finally:
             if waiter in same_key:  # still listed: not released by _mark_dirty
                 same_key.remove(waiter)
@@ -400,7 +421,7 @@ class WorkQueue(Generic[K]):
                     del self._putters_by_key[key]
 
     async def _wait_in_line(
-        self, line: _Line, pass_on: Callable[[], None], waiter: asyncio.Future[None] | None = None
+        self, line: _Line, pass_on: Callable[[], None], waiter: asyncio.Future[object] | None = None
     ) -> None:
         if waiter is None:
             waiter = asyncio.get_running_loop().create_future()
@@ -419,20 +440,21 @@ class WorkQueue(Generic[K]):
             raise
 
     def _pass_room_on(self) -> None:
-        if not self.full():
-            self._wake_first(self._putters)
+        if self._has_room() and self._wake_first(self._putters, _ROOM):
+            self._promised += 1
 
     def _pass_key_on(self) -> None:
         if self._fifo:
             self._wake_first(self._getters)
 
     @staticmethod
-    def _wake_first(line: _Line) -> None:
+    def _wake_first(line: _Line, result: object = None) -> bool:
         while line:
             waiter = line.popleft()
             if not waiter.done():
-                waiter.set_result(None)
-                return
+                waiter.set_result(result)
+                return True
+        return False
 
     @staticmethod
     def _wake_all(line: _Line) -> None:
@@ -482,6 +504,9 @@ class WorkQueue(Generic[K]):
         if not task.cancelled() and task.exception() is not None:
             # Delayed keys stay in the heap; the next add_after starts a new timer.
             logger.error("workqueue timer failed queue=%s", self._name, exc_info=task.exception())
+
+
+_ROOM: Final = "room"  # a producer's wake-up that carries a promised room
 
 
 def _nothing() -> None:

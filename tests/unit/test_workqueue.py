@@ -729,3 +729,34 @@ def test_plain_methods_work_without_a_running_loop_until_a_timer_is_needed() -> 
 def test_maxsize_must_be_positive() -> None:
     with pytest.raises(ValueError, match="maxsize"):
         WorkQueue(maxsize=0)
+
+
+async def test_a_waiting_producer_is_not_overtaken_by_a_newcomer_when_a_room_frees() -> None:
+    q: WorkQueue[str] = WorkQueue(maxsize=1)
+    q.add_nowait("a")
+    waiting = asyncio.create_task(q.add("b"))
+    await asyncio.sleep(0)  # b is in line
+    assert await q.get() == "a"  # frees the one room: it is promised to b
+    with pytest.raises(asyncio.QueueFull):
+        q.add_nowait("c")  # a newcomer does not take b's room
+    late = asyncio.create_task(q.add("c"))
+    await waiting
+    assert len(q) == 1
+    q.done("a")
+    assert await q.get() == "b"
+    await late
+    assert await q.get() == "c"
+
+
+async def test_producers_blocked_on_a_full_queue_get_in_the_order_they_came() -> None:
+    q: WorkQueue[str] = WorkQueue(maxsize=1)
+    q.add_nowait("first")
+    producers = [asyncio.create_task(q.add(k)) for k in ("p1", "p2", "p3")]
+    await asyncio.sleep(0)
+    taken = [await q.get()]
+    for _ in producers:
+        newcomer = asyncio.create_task(q.add(f"newcomer-{len(taken)}"))
+        taken.append(await q.get())
+        newcomer.cancel()
+    await asyncio.gather(*producers)
+    assert taken == ["first", "p1", "p2", "p3"]
