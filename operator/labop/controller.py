@@ -115,7 +115,10 @@ class Controller:
             self._listeners.append(await serve(metrics, s.bind_address, s.metrics_port))
         if s.health_port:
             health = make_health_app(
-                lambda: self.pool.running, lambda: self.pool.running and self.primed.is_set()
+                # Ready once the workers run: kopf itself holds every handler back until each
+                # watched kind was listed once, so no key is reconciled from a partial cache.
+                lambda: self.pool.running,
+                lambda: self.pool.running,
             )
             self._listeners.append(await serve(health, s.bind_address, s.health_port))
         log.info(

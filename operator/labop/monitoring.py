@@ -2,7 +2,8 @@
 
 Role: two small aiohttp applications (as controller-runtime separates its metrics and health
 probe listeners), each on its own ``AppRunner``/``TCPSite``. ``/healthz`` says the worker pool is
-alive; ``/readyz`` says the controller has started and kopf has listed every watched kind once.
+alive; ``/readyz`` that the controller has started (kopf gates the handlers on the initial
+listing of every watched kind itself).
 Neighbours: ``controller`` starts and stops them and supplies the two checks and the registry.
 """
 
@@ -56,7 +57,10 @@ async def serve(app: web.Application, host: str, port: int) -> Listener:
     """Start ``app`` on host:port (0 = any free port) and return the port it got."""
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
-    site = web.TCPSite(runner, host, port)
-    await site.start()
+    try:
+        await web.TCPSite(runner, host, port).start()
+    except BaseException:
+        await runner.cleanup()  # a port in use must not leave the runner behind
+        raise
     bound = runner.addresses[0][1] if runner.addresses else port
     return Listener(runner=runner, port=int(bound))

@@ -24,7 +24,7 @@ from labop import reasons
 from labop.builders import build_deployment, build_service
 from labop.cache import Cache, Key
 from labop.errors import PermanentError
-from labop.kubeapi import ApiError, Applied, Gone, KubeApiLike, NotFound
+from labop.kubeapi import ApiError, Applied, Conflict, Gone, KubeApiLike, NotFound
 from labop.naming import is_controlled_by
 from labop.recorder import NORMAL, WARNING, EventRecorder
 from labop.spec import LabServerSpec, parse_spec
@@ -84,6 +84,13 @@ class Reconciler:
             await self._write_status(ls, children, problem=None)
         except (NotFound, Gone):
             return None  # the LabServer or its namespace went away meanwhile
+        except Conflict:
+            raise  # optimistic concurrency: routine, retried at once by the rate limiter, not news
+        except ApiError as err:
+            # Temporary (403, 429, 5xx, a webhook's refusal...): the workers retry with backoff;
+            # meanwhile the user sees why in the status instead of a stale Ready=True.
+            await self._report_temporary(ls, err)
+            raise
         return None
 
     # --- steps --------------------------------------------------------------------------
@@ -173,6 +180,18 @@ class Reconciler:
             await self._recorder.record(ls, NORMAL, reasons.EVENT_READY, str(after.get("message", "Ready")))
         elif before.get("status") == "True":
             await self._recorder.record(ls, WARNING, reasons.EVENT_NOT_READY, str(after.get("message", "")))
+
+    async def _report_temporary(self, ls: dict[str, Any], err: ApiError) -> None:
+        problem = Problem(reasons.RECONCILE_ERROR, f"API request failed, retrying: {err}", retryable=True)
+        try:
+            await self._report_problem(ls, problem)
+        except ApiError as also:  # the API may refuse this write too; the original error counts
+            log.warning(
+                "status not written key=%s/%s error=%s",
+                ls["metadata"]["namespace"],
+                ls["metadata"]["name"],
+                also,
+            )
 
     async def _report_problem(self, ls: dict[str, Any], problem: Problem) -> None:
         """Status and a Warning Event, once per distinct problem (not on every retry)."""

@@ -313,8 +313,8 @@ async def test_a_500_from_the_apply_propagates_for_the_workers_to_retry(world: W
 
     assert not isinstance(raised.value, PermanentError)
     assert raised.value.status == 500
-    assert world.api.statuses == []
-    assert world.api.events == []
+    (status,) = world.api.statuses  # the user sees why while the workers retry
+    assert conditions(status)["Degraded"] == ("True", "ReconcileError")
 
 
 async def test_a_conflict_from_the_apply_propagates_for_a_retry(world: World) -> None:
@@ -538,3 +538,16 @@ async def test_a_labserver_deleted_and_recreated_under_the_same_name_starts_from
     world.store(a_labserver())
     await world.reconcile()
     assert len(world.api.statuses) == 2
+
+
+async def test_a_temporary_api_error_is_shown_in_status_and_still_retried(world: World) -> None:
+    world.store(a_labserver())
+    world.api.apply_errors["Deployment"] = ApiError(
+        403, 'deployments.apps is forbidden: User "x" cannot patch'
+    )
+    with pytest.raises(ApiError):
+        await world.reconcile()
+    (status,) = world.api.statuses
+    assert conditions(status)["Degraded"] == ("True", "ReconcileError")
+    assert conditions(status)["Progressing"][1] == "Retrying"
+    assert ("Warning", "ReconcileError") in {e[:2] for e in world.api.events}
