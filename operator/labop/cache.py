@@ -2,8 +2,8 @@
 
 Role: the index functions (registered in ``handlers``) store what the reconciler reads: each
 LabServer whole (it is small and the reconciler needs spec, metadata and status), and of every
-Deployment and Service only its identity and owner references (enough to tell ours from a
-same-named stranger; the live child comes back from the apply). ``Cache`` reads them by key;
+Deployment and Service a small projection (see ``child_entry``; the live child comes back from
+the apply). ``Cache`` reads them by key;
 ``owner_key`` maps a child's event to its LabServer's key.
 Neighbours: ``handlers`` (registers the indexes, enqueues keys), ``reconciler`` (reads).
 """
@@ -39,21 +39,24 @@ def labserver_entry(body: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def child_entry(body: Mapping[str, Any]) -> dict[str, Any]:
-    """Identity, owners, generation, replicas and status: enough to tell ours from a stranger and
-    to report a problem's status with the real numbers, while watching every Deployment and
-    Service stays cheap (no pod template, no managed fields)."""
+    """Identity and owners of every Deployment and Service (to tell ours from a same-named
+    stranger); for ours also generation, replicas, ports and status, so that a problem's status
+    keeps the real numbers. Never the pod template or managed fields: watching every
+    Deployment and Service in the cluster stays cheap."""
     meta = body.get("metadata", {})
-    spec = body.get("spec") or {}
     entry: dict[str, Any] = {
         "metadata": {
             "name": meta.get("name"),
             "namespace": meta.get("namespace"),
             "uid": meta.get("uid"),
-            "generation": meta.get("generation"),
             "ownerReferences": copy.deepcopy(list(meta.get("ownerReferences") or [])),
         },
-        "status": copy.deepcopy(dict(body.get("status") or {})),
     }
+    if owner_key(body) is None:
+        return entry
+    spec = body.get("spec") or {}
+    entry["metadata"]["generation"] = meta.get("generation")
+    entry["status"] = copy.deepcopy(dict(body.get("status") or {}))
     if "replicas" in spec:
         entry["spec"] = {"replicas": spec["replicas"]}
     if "ports" in spec:  # a Service: its ports make the status's endpoints

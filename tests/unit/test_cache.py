@@ -198,3 +198,15 @@ def test_the_labserver_keys_are_a_snapshot_of_the_index() -> None:
     labservers[("lab", "late")] = [labserver_entry(a_labserver("late"))]
     assert keys == [KEY]
     assert sorted(cache.labserver_keys()) == [("lab", "hello"), ("lab", "late")]
+
+
+def test_a_strangers_entry_keeps_only_identity_and_owner_references() -> None:
+    stranger = {
+        "kind": "Deployment",
+        "metadata": {"name": "hello", "namespace": "lab", "uid": "u", "generation": 4},
+        "spec": {"replicas": 3, "template": {}},
+        "status": {"readyReplicas": 3},
+    }
+    assert child_entry(stranger) == {
+        "metadata": {"name": "hello", "namespace": "lab", "uid": "u", "ownerReferences": []}
+    }
