@@ -22,9 +22,9 @@ if [ -n "${KUBEBUILDER_ASSETS:-}" ]; then
   exit 0
 fi
 
-# The folder is named by the pins and a hash of the wrapper modules: a changed pin, go.mod or go.sum
-# means a new folder and a rebuild (Go's own build cache keeps that rebuild short).
-inputs_hash=$(cat "$here/versions.env" "$here"/tools/*/go.mod "$here"/tools/*/go.sum | sha256sum | cut -c1-12)
+# The folder is named by the pins and a hash of the inputs: a changed pin, go.mod, go.sum or build
+# flag (this script) means a new folder and a rebuild (Go's build cache keeps that one short).
+inputs_hash=$(cat "$here/versions.env" "$0" "$here"/tools/*/go.mod "$here"/tools/*/go.sum | sha256sum | cut -c1-12)
 cache_root=${K8SLAB_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/k8s-lab}
 out="$cache_root/k8s-${K8S_VERSION}_etcd-${ETCD_VERSION}_kwok-${KWOK_VERSION}_${inputs_hash}"
 if [ "${1:-}" = "--print-dir" ]; then echo "$out"; exit 0; fi

@@ -50,6 +50,9 @@ def up(root: Path, nodes: int) -> int:
         cluster.stop()  # keep the folder: its logs say what went wrong
         print(f"cluster-up failed: {err}", file=sys.stderr)
         return 1
+    except BaseException:
+        cluster.stop()  # Ctrl-C or an unexpected error: leave no detached process behind
+        raise
     _say(f"local cluster up: {cluster.server}, {nodes} kwok node(s)")
     _say("component logs:")
     for proc in cluster.procs:

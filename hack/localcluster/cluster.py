@@ -166,6 +166,8 @@ class LocalCluster:
     def _spawn(self, name: str, argv: list[str]) -> Proc:
         proc = processes.spawn(name, argv, self.layout.log(name), detach=self.settings.detach)
         self.procs.append(proc)
+        # Recorded at once: if start-up is interrupted now, `cluster-down` still finds it.
+        self._save_state()
         return proc
 
     def _wait(self, what: str, check: Any, watch: list[Proc]) -> None:
@@ -198,8 +200,7 @@ class LocalCluster:
             "contexts": [{"name": "k8s-lab", "context": {"cluster": "k8s-lab", "user": "k8s-lab-admin"}}],
             "current-context": "k8s-lab",
         }
-        self.kubeconfig.write_text(yaml.safe_dump(config))
-        self.kubeconfig.chmod(0o600)
+        pki.write_private(self.kubeconfig, yaml.safe_dump(config).encode())
 
     def _save_state(self) -> None:
         state = {

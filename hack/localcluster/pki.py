@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -89,10 +90,19 @@ def _builder(
     )
 
 
+def write_private(path: Path, data: bytes) -> None:
+    """Write a key or credential readable by its owner only, from the first byte on."""
+    path.unlink(missing_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as out:
+        out.write(data)
+
+
 def _write(path: Path, data: bytes, *, private: bool = False) -> None:
-    path.write_bytes(data)
     if private:
-        path.chmod(0o600)
+        write_private(path, data)
+    else:
+        path.write_bytes(data)
 
 
 def generate(folder: Path) -> PkiPaths:
