@@ -14,8 +14,10 @@ from __future__ import annotations
 import dataclasses
 import re
 from collections.abc import Mapping
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any, Final
+
+from kubernetes.utils import parse_quantity as client_parse_quantity
 
 from labop.errors import PermanentError
 
@@ -43,15 +45,6 @@ MAX_IMAGE_LENGTH: Final = 512
 QUANTITY_PATTERN: Final = re.compile(
     r"^(\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))(([KMGTPE]i)|[numkMGTPE]|([eE](\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))))?$"
 )
-_QUANTITY_PARTS: Final = re.compile(r"([+-]?)([0-9]+(?:\.[0-9]*)?|\.[0-9]+)(.*)")
-_MULTIPLIERS: Final[dict[str, Decimal]] = {
-    "": Decimal(1),
-    **{
-        suffix: Decimal(1024) ** power for power, suffix in enumerate(["Ki", "Mi", "Gi", "Ti", "Pi", "Ei"], 1)
-    },
-    **{suffix: Decimal(10) ** power for suffix, power in [("n", -9), ("u", -6), ("m", -3)]},
-    **{suffix: Decimal(1000) ** power for power, suffix in enumerate(["k", "M", "G", "T", "P", "E"], 1)},
-}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -147,22 +140,17 @@ def listener_name_problem(name: object) -> str | None:
 def parse_quantity(value: object) -> Decimal:
     """The numeric value of a resource.Quantity (an int or a string such as `64Mi`, `50m`, `1e3`).
 
-    Raises ValueError for anything Kubernetes would not parse.
+    Raises ValueError for anything Kubernetes would not parse. The CRD's pattern decides the
+    syntax (as the apiserver does); the kubernetes client's parser does the arithmetic.
     """
     # bool is an int subclass in Python, but `true` is not a number in JSON.
     if isinstance(value, int) and not isinstance(value, bool):
         return Decimal(value)
     if not isinstance(value, str) or not QUANTITY_PATTERN.match(value):
         raise ValueError(f"{value!r} is not a quantity")
-    parts = _QUANTITY_PARTS.fullmatch(value)
-    assert parts is not None  # the pattern above guarantees this shape
-    sign, number, suffix = parts.groups()
-    if suffix in _MULTIPLIERS:
-        return Decimal(sign + number) * _MULTIPLIERS[suffix]
     try:
-        # Only the exponent form is left (e.g. `1e3`); Go's parser wants an integer exponent.
-        return Decimal(f"{sign}{number}e{int(suffix[1:])}")
-    except (ValueError, InvalidOperation):
+        return Decimal(client_parse_quantity(value))  # type: ignore[no-untyped-call]  # unannotated
+    except ValueError:  # e.g. a fractional exponent: the pattern allows it, Go's parser does not
         raise ValueError(f"{value!r} is not a quantity") from None
 
 
