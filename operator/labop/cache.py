@@ -14,9 +14,10 @@ import copy
 from collections.abc import Iterator, Mapping
 from typing import Any, Protocol
 
-Key = tuple[str, str]  # (namespace, name)
-API_GROUP = "k8slab.dev"
-KIND = "LabServer"
+from labop.naming import GROUP, KIND
+from labop.workers import Key
+
+__all__ = ["Cache", "Key", "child_entry", "labserver_entry", "owner_key"]
 
 
 class IndexLike(Protocol):
@@ -69,7 +70,7 @@ def owner_key(child: Mapping[str, Any]) -> Key | None:
     meta = child.get("metadata") or {}
     for ref in meta.get("ownerReferences") or []:
         group = str(ref.get("apiVersion", "")).split("/", 1)[0]
-        if ref.get("controller") and ref.get("kind") == KIND and group == API_GROUP:
+        if ref.get("controller") and ref.get("kind") == KIND and group == GROUP:
             return (str(meta.get("namespace")), str(ref.get("name")))
     return None
 

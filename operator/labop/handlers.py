@@ -18,7 +18,8 @@ import kopf
 
 from labop.cache import Cache, Key, child_entry, labserver_entry
 from labop.controller import Controller
-from labop.kubeapi import GROUP, PLURAL, VERSION, KubeApi, load_client
+from labop.kubeapi import KubeApi, load_client
+from labop.naming import GROUP, PLURAL, VERSION
 from labop.settings import OperatorSettings, from_env
 
 SETTINGS_MEMO_KEY = "labop_settings"

@@ -24,8 +24,9 @@ import kubernetes
 from kubernetes.client import ApiClient, AppsV1Api, CoreV1Api, CustomObjectsApi
 from kubernetes.client.exceptions import ApiException
 
+from labop.naming import GROUP, PLURAL, VERSION
+
 T = TypeVar("T")
-GROUP, VERSION, PLURAL = "k8slab.dev", "v1alpha1", "labservers"
 APPLY = "application/apply-patch+yaml"
 MERGE = "application/merge-patch+json"
 

@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
+from labop.naming import FIELD_MANAGER
 from labop.spec import DEFAULT_IMAGE
 
 ENV_PREFIX = "LABOP_"
@@ -36,7 +37,7 @@ class OperatorSettings:
     metrics_port: int = field(default=8080, metadata={"help": "port of /metrics (0 = off)"})
     health_port: int = field(default=8081, metadata={"help": "port of /healthz and /readyz (0 = off)"})
     bind_address: str = field(default="0.0.0.0", metadata={"help": "address the two ports bind to"})
-    field_manager: str = field(default="k8s-lab", metadata={"help": "server-side apply field manager"})
+    field_manager: str = field(default=FIELD_MANAGER, metadata={"help": "server-side apply field manager"})
     shutdown_timeout: float = field(default=30.0, metadata={"help": "grace for in-flight reconciles"})
     api_timeout: float = field(default=30.0, metadata={"help": "timeout of one API request, seconds"})
 
