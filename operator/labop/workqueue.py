@@ -34,6 +34,9 @@ queue meanwhile, while other objects' handlers go on (until they too meet a full
 backlog moves upstream, into kopf, for the blocked objects only and only while we are full; once
 the key is in, every further event of that object is deduped here. Enqueue from
 `@kopf.on.event` handlers, which keep no state, so a parked handler delays no kopf bookkeeping.
+Blocked producers get in in the order they came: a room freed by `get` is promised to the first
+of them, and a newcomer (`add` or `add_nowait`) that arrives before that producer runs finds
+the queue full, so nobody is starved by a stream of later keys.
 The operator chooses per call site: `await add` where stalling that one object is the right
 backpressure (event handlers), `add_nowait` where the caller must not stall (sync code, a
 periodic resync over all objects), falling back on `QueueFull` to e.g. `add_after(key, delay)`
