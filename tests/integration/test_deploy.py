@@ -1,12 +1,13 @@
 """``deploy/``: what ``kubectl apply -k deploy/`` installs, proven on the local control plane.
 
-The manifests: the CRD copy is the CRD, the image's requirements are the lock's runtime pins, a
-server dry run of the whole kustomization passes with no Pod Security warning, the ClusterRole has
-no wildcard and no secrets. The identity: the operator run with nothing but the ServiceAccount's
-own token reconciles a LabServer to Ready with no 403; the same token is refused what the role does
-not grant; children with ``blockOwnerDeletion`` pass where OwnerReferencesPermissionEnforcement is
-on. ``hack/kind.sh``: without Docker each image or kind subcommand says so in one line and exits 2,
-while ``deploy``/``undeploy`` need only kubectl and a kubeconfig.
+The manifests: the CRD copy is the CRD, a server dry run of the whole kustomization passes with no
+Pod Security warning, the ClusterRole has no wildcard and no secrets (the images' requirements:
+tests/unit/test_image_requirements.py). The identity: the operator run with nothing but the
+ServiceAccount's own token reconciles a LabServer to Ready with no 403; the same token is refused
+what the role does not grant; children with ``blockOwnerDeletion`` pass where
+OwnerReferencesPermissionEnforcement is on. ``hack/kind.sh``: without Docker each image or kind
+subcommand says so in one line and exits 2, while ``deploy``/``undeploy`` need only kubectl and a
+kubeconfig.
 """
 
 from __future__ import annotations
@@ -41,7 +42,6 @@ KIND_SH = REPO / "hack" / "kind.sh"
 SYSTEM_NS, SA = "k8s-lab-system", "k8s-lab-operator"
 SA_USER = f"system:serviceaccount:{SYSTEM_NS}:{SA}"
 GROUP, VERSION, PLURAL = "k8slab.dev", "v1alpha1", "labservers"
-RUNTIME_ROOTS = ("kopf", "kubernetes", "aiohttp", "prometheus-client", "pyyaml")
 
 
 # --- what deploy/ renders to ------------------------------------------------------------------
@@ -83,43 +83,6 @@ def test_the_crd_in_deploy_is_a_byte_for_byte_copy_of_crds_labservers_yaml() -> 
         "deploy/crd/labservers.yaml differs from crds/labservers.yaml: run `make manifests` "
         "(cp crds/labservers.yaml deploy/crd/labservers.yaml)"
     )
-
-
-def runtime_requirements(lock: str) -> str:
-    """The lock's blocks (pin + hashes) of RUNTIME_ROOTS and everything they pull in, found through
-    pip-compile's ``# via`` annotations; sorted like the lock, annotations dropped."""
-    blocks: dict[str, list[str]] = {}
-    parents: dict[str, set[str]] = {}
-    name = ""
-    for line in lock.splitlines():
-        if pin := re.match(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==", line):
-            name = pin.group(1).lower()
-            blocks[name], parents[name] = [line], set()
-        elif name and line.startswith("    --hash="):
-            blocks[name].append(line)
-        elif name and (via := re.match(r"^    #\s+(?:via\s+)?(?!via$)([A-Za-z0-9][A-Za-z0-9._-]*)", line)):
-            parents[name].add(via.group(1).lower())
-    keep = set(RUNTIME_ROOTS)
-    while more := {n for n in blocks if n not in keep and parents[n] & keep}:
-        keep |= more
-    return "\n".join("\n".join(blocks[n]) for n in sorted(keep)) + "\n"
-
-
-def test_the_operator_image_requirements_are_the_locked_pins_of_the_runtime_dependencies_only() -> None:
-    """After `make lock`: UPDATE_REQUIREMENTS=1 rewrites operator/requirements.txt's body from the lock."""
-    expected = runtime_requirements((REPO / "requirements.lock").read_text())
-    path = REPO / "operator" / "requirements.txt"
-    header = [line for line in path.read_text().splitlines() if line.startswith("#")]
-    if os.environ.get("UPDATE_REQUIREMENTS") == "1":
-        path.write_text("\n".join(header) + "\n\n" + expected)
-    text = path.read_text()
-    body = "\n".join(line for line in text.splitlines() if not line.startswith("#")).strip() + "\n"
-    assert body == expected, (
-        "operator/requirements.txt drifted from requirements.lock: run this test with UPDATE_REQUIREMENTS=1"
-    )
-    pinned = set(re.findall(r"^([a-z0-9._-]+)==", body, re.M))
-    assert set(RUNTIME_ROOTS) <= pinned
-    assert not pinned & {"pytest", "mypy", "ruff", "hypothesis", "kmock", "cryptography"}
 
 
 def test_a_server_dry_run_of_kubectl_apply_k_deploy_succeeds_with_no_pod_security_warning(
