@@ -15,7 +15,7 @@ export PYTHONPATH := $(CURDIR)/operator:$(CURDIR)/servers:$(CURDIR)/hack
 .PHONY: help
 help: ## Show this help.
 	@awk 'BEGIN {FS = ":.*##"; printf "Usage: make \033[36m<target>\033[0m\n"} \
-	  /^[a-zA-Z_0-9-]+:.*?##/ { printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2 } \
+	  /^[a-zA-Z_0-9-]+:.*?##/ { printf "  \033[36m%-20s\033[0m %s\n", $$1, $$2 } \
 	  /^##@/ { printf "\n\033[1m%s\033[0m\n", substr($$0, 5) }' $(MAKEFILE_LIST)
 
 ##@ Development
@@ -75,9 +75,9 @@ uninstall: bins ## Remove the CRD (and so every LabServer) from the cluster of $
 manifests: ## Copy crds/labservers.yaml into deploy/crd/ (kustomize refuses files outside deploy/).
 	cp crds/labservers.yaml deploy/crd/labservers.yaml
 
-.PHONY: operator-requirements
-operator-requirements: venv ## Re-derive operator/requirements.txt (the image's pins) from requirements.lock.
-	UPDATE_REQUIREMENTS=1 $(PY) -m pytest tests/integration/test_deploy.py -q -p no:cacheprovider -k requirements
+.PHONY: image-requirements
+image-requirements: venv ## Re-derive operator/ and servers/requirements.txt (the images' pins) from requirements.lock.
+	$(PY) hack/image_requirements.py
 
 .PHONY: deploy
 deploy: ## Install the operator into the cluster KUBECONFIG names (kubectl apply -k deploy/).
