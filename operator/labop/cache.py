@@ -57,6 +57,7 @@ def child_entry(body: Mapping[str, Any]) -> dict[str, Any]:
         return entry
     spec = body.get("spec") or {}
     entry["metadata"]["generation"] = meta.get("generation")
+    entry["metadata"]["resourceVersion"] = meta.get("resourceVersion")
     entry["status"] = copy.deepcopy(dict(body.get("status") or {}))
     if "replicas" in spec:
         entry["spec"] = {"replicas": spec["replicas"]}

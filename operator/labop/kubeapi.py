@@ -29,6 +29,7 @@ from labop.naming import GROUP, PLURAL, VERSION
 T = TypeVar("T")
 APPLY = "application/apply-patch+yaml"
 MERGE = "application/merge-patch+json"
+JSON_PATCH = "application/json-patch+json"
 
 
 @dataclass(frozen=True)
@@ -64,6 +65,7 @@ class KubeApiLike(Protocol):
     """The writes the reconciler, the recorder and the controller make: ``KubeApi``, or a fake in tests."""
 
     async def apply(self, obj: dict[str, Any]) -> Applied: ...
+    async def json_patch(self, obj: dict[str, Any], operations: list[dict[str, Any]]) -> None: ...
     async def patch_status(self, namespace: str, name: str, status: dict[str, Any]) -> None: ...
     async def create_event(self, namespace: str, event: dict[str, Any]) -> None: ...
     def close(self) -> None: ...
@@ -134,6 +136,22 @@ class KubeApi:
         live = dict(self._client.sanitize_for_serialization(data))  # type: ignore[no-untyped-call]  # unannotated
         # 201: this apply created the object (the apiserver's word, not a possibly stale cache's).
         return Applied(obj=live, created=status_code == 201)
+
+    async def json_patch(self, obj: dict[str, Any], operations: list[dict[str, Any]]) -> None:
+        """A JSON patch (RFC 6902) of the child ``obj`` names, under our field manager."""
+        kind, meta = obj["kind"], obj["metadata"]
+        method = {
+            "Deployment": self._apps.patch_namespaced_deployment,
+            "Service": self._core.patch_namespaced_service,
+        }[kind]
+        await self._call(
+            method,
+            meta["name"],
+            meta["namespace"],
+            operations,
+            field_manager=self._manager,
+            _content_type=JSON_PATCH,
+        )
 
     async def patch_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
         # A merge patch of /status: lists (conditions) are replaced whole, which is what we want,

@@ -15,6 +15,8 @@ Neighbours: ``cache`` (reads), ``kubeapi`` (writes), ``builders``/``status`` (pu
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import json
 import logging
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
@@ -46,6 +48,29 @@ def _condition(status: Mapping[str, Any] | None, kind: str) -> Mapping[str, Any]
     return {}
 
 
+def _fingerprint(obj: Mapping[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()
+
+
+def _applied_mark(kind: str, child: Mapping[str, Any], fingerprint: str) -> tuple[str, str, str]:
+    """(uid, desired object's fingerprint, version): equal marks mean nothing changed since.
+
+    A Deployment's version is its generation (its status updates do not bump it); a Service
+    has no generation and no status churn, so its resourceVersion serves.
+    """
+    meta = child.get("metadata") or {}
+    version = meta.get("generation") if kind == "Deployment" else meta.get("resourceVersion")
+    return (str(meta.get("uid")), fingerprint, str(version))
+
+
+def _reset_owned_lists(obj: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """JSON patch operations that set the keyed lists of ``obj`` to exactly ours."""
+    if obj["kind"] == "Service":
+        return [{"op": "replace", "path": "/spec/ports", "value": obj["spec"]["ports"]}]
+    containers = obj["spec"]["template"]["spec"]["containers"]
+    return [{"op": "replace", "path": "/spec/template/spec/containers", "value": containers}]
+
+
 def _without_nones(status: Mapping[str, Any]) -> dict[str, Any]:
     # A merge patch deletes keys sent as null, so the stored status never holds them.
     return {k: v for k, v in status.items() if v is not None}
@@ -71,11 +96,13 @@ class Reconciler:
         # reconcile in between must build on what we wrote, not on the older cached status, or
         # it would write again and re-stamp lastTransitionTime and re-post the Ready Event.
         self._written: dict[Key, tuple[str, dict[str, Any]]] = {}
+        # (kind, key) -> what the last apply left: see _apply_if_changed.
+        self._applied: dict[tuple[str, Key], tuple[str, str, str]] = {}
 
     async def reconcile(self, key: Key) -> Result | None:
         ls = self._cache.labserver(key)
         if ls is None or ls["metadata"].get("deletionTimestamp"):
-            self._written.pop(key, None)
+            self._forget(key)
             return None  # gone: ownerReferences let the garbage collector take the children
         ls = self._with_freshest_status(key, ls)
         spec = await self._parse(ls)
@@ -94,6 +121,11 @@ class Reconciler:
         return None
 
     # --- steps --------------------------------------------------------------------------
+
+    def _forget(self, key: Key) -> None:
+        self._written.pop(key, None)
+        for kind in ("Deployment", "Service"):
+            self._applied.pop((kind, key), None)
 
     def _with_freshest_status(self, key: Key, ls: dict[str, Any]) -> dict[str, Any]:
         written = self._written.get(key)
@@ -128,23 +160,59 @@ class Reconciler:
             raise PermanentError(f"child conflict: {names}")
         children: Children = {}
         for kind, obj in desired.items():
-            applied = await self._apply(ls, obj)
-            children[kind] = applied.obj
-            if applied.created:
-                await self._recorder.record(ls, NORMAL, reasons.EVENT_CREATED, f"Created {kind} {key[1]}")
+            children[kind] = await self._apply_if_changed(key, ls, obj, cached[kind])
         return children
 
-    async def _apply(self, ls: dict[str, Any], obj: dict[str, Any]) -> Applied:
+    async def _apply_if_changed(
+        self, key: Key, ls: dict[str, Any], desired: dict[str, Any], cached: dict[str, Any] | None
+    ) -> dict[str, Any]:
+        """Apply ``desired`` unless the cached child is exactly what our last apply left.
+
+        Most reconciles come from a child's status changing; re-applying then would write
+        nothing but still cost an API call. Skipped only when the child's uid, our desired
+        object and the child's version (Deployment: generation, which any spec edit bumps;
+        Service: resourceVersion) all match the last apply, so deletion and drift are still
+        repaired. A cache that lags behind our own apply only causes one more (no-op) apply.
+        """
+        kind, fingerprint = desired["kind"], _fingerprint(desired)
+        if cached is not None and self._applied.get((kind, key)) == _applied_mark(kind, cached, fingerprint):
+            return cached
+        applied = await self._apply(ls, desired, existed=cached is not None)
+        self._applied[(kind, key)] = _applied_mark(kind, applied.obj, fingerprint)
+        if applied.created:
+            await self._recorder.record(ls, NORMAL, reasons.EVENT_CREATED, f"Created {kind} {key[1]}")
+        return applied.obj
+
+    async def _apply(self, ls: dict[str, Any], obj: dict[str, Any], *, existed: bool) -> Applied:
         try:
             return await self._api.apply(obj)
         except ApiError as err:
-            if err.status == 422:  # our desired object is invalid: only a spec change helps
-                problem = Problem(
-                    reasons.INVALID_SPEC, f"{obj['kind']} rejected by the API server: {err.reason}"
+            if err.status != 422:
+                raise
+            if existed:
+                # Server-side apply merges list entries by key (a Service port by port number,
+                # a container by name): a hand edit that changed a key leaves a foreign entry
+                # beside ours, and the merged object is invalid (e.g. two ports named "api").
+                # Put our list back whole, then apply again.
+                meta = ls["metadata"]
+                log.info(
+                    "apply refused, resetting owned list key=%s/%s kind=%s error=%s",
+                    meta["namespace"],
+                    meta["name"],
+                    obj["kind"],
+                    err.reason,
                 )
-                await self._report_problem(ls, problem)
-                raise PermanentError(problem.message) from err
-            raise
+                try:
+                    await self._api.json_patch(obj, _reset_owned_lists(obj))
+                    return await self._api.apply(obj)
+                except ApiError as again:
+                    if again.status != 422:
+                        raise
+                    err = again
+            # Our desired object itself is invalid: only a spec change helps.
+            problem = Problem(reasons.INVALID_SPEC, f"{obj['kind']} rejected by the API server: {err.reason}")
+            await self._report_problem(ls, problem)
+            raise PermanentError(problem.message) from err
 
     async def _write_status(self, ls: dict[str, Any], children: Children, *, problem: Problem | None) -> None:
         old = ls.get("status") or {}

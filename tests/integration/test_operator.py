@@ -179,6 +179,42 @@ def test_a_hand_edited_owned_field_is_restored(lab: Lab) -> None:
     )
 
 
+def test_a_hand_edited_service_port_is_restored(lab: Lab) -> None:
+    lab.create(a_labserver("svc-drift"))
+    eventually(lambda: lab.is_ready("svc-drift"), timeout=120, what="svc-drift Ready")
+    edit = [{"op": "replace", "path": "/spec/ports/0/port", "value": 18080}]  # a JSON patch
+    lab.core.patch_namespaced_service("svc-drift", lab.ns, edit)
+    eventually(
+        lambda: (
+            {p.name: p.port for p in lab.service("svc-drift").spec.ports} == {"api": 8080, "metrics": 9090}
+        ),
+        timeout=60,
+        what="the Service ports to be restored",
+    )
+
+
+def test_a_hand_edited_container_port_is_restored(lab: Lab) -> None:
+    lab.create(a_labserver("port-drift"))
+    eventually(lambda: lab.is_ready("port-drift"), timeout=120, what="port-drift Ready")
+    edit = [
+        {"op": "replace", "path": "/spec/template/spec/containers/0/ports/0/containerPort", "value": 18080}
+    ]
+    lab.apps.patch_namespaced_deployment("port-drift", lab.ns, edit)
+
+    def container_ports() -> dict[str, int]:
+        return {
+            p.name: p.container_port
+            for p in lab.deployment("port-drift").spec.template.spec.containers[0].ports
+        }
+
+    eventually(
+        lambda: container_ports() == {"api": 8080, "metrics": 9090},
+        timeout=60,
+        what="the container ports to be restored",
+    )
+    eventually(lambda: lab.is_ready("port-drift"), timeout=120, what="port-drift Ready again")
+
+
 def test_deleting_a_labserver_garbage_collects_its_children(lab: Lab) -> None:
     lab.create(a_labserver("brief"))
     eventually(

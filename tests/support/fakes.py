@@ -28,6 +28,7 @@ class FakeApi:
         self.status_written = asyncio.Event()  # set by every status write, for tests with workers
         self.closed = False
         self.existing: set[tuple[str, str, str]] = set()  # (kind, namespace, name) on the "server"
+        self.live: dict[tuple[str, str, str], dict[str, Any]] = {}  # what the last apply returned
 
     async def apply(self, obj: dict[str, Any]) -> Applied:
         self.calls.append(("apply", copy.deepcopy(obj)))
@@ -45,7 +46,13 @@ class FakeApi:
             live["status"] = copy.deepcopy(self.deployment_status) or all_ready
         else:
             live["spec"]["clusterIP"] = "10.0.0.17"
+        live["metadata"]["resourceVersion"] = str(len(self.calls))
+        self.live[identity] = copy.deepcopy(live)
         return Applied(obj=live, created=created)
+
+    async def json_patch(self, obj: dict[str, Any], operations: list[dict[str, Any]]) -> None:
+        self.calls.append(("json_patch", (obj["kind"], copy.deepcopy(operations))))
+        self.apply_errors.pop(obj["kind"], None)  # the reset clears what made the apply fail
 
     async def patch_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
         self.calls.append(("patch_status", (namespace, name, copy.deepcopy(status))))

@@ -124,6 +124,7 @@ def test_a_child_entry_keeps_identity_owners_replicas_and_status_but_not_the_pod
             "namespace": "lab",
             "uid": "dep-uid",
             "generation": 3,
+            "resourceVersion": deployment["metadata"].get("resourceVersion"),
             "ownerReferences": deployment["metadata"]["ownerReferences"],
         },
         "spec": {"replicas": deployment["spec"]["replicas"]},

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from kubernetes.client import ApiClient
 from kubernetes.client.exceptions import ApiException
-from tests.support.fakes import FakeApi
+from tests.support.fakes import COUNTS, FakeApi
 from tests.unit.factories import NOW, a_labserver, a_service, a_spec
 
 from labop import reasons
@@ -61,11 +61,16 @@ class World:
 
     def store_what_was_written(self) -> None:
         """What the watches would bring into the indexes after this pass's writes."""
-        for obj in self.api.applied:
+        for obj in self.api.live.values():
             self.store_child(obj)
         (entry,) = self.labservers[KEY]
         if self.api.statuses:
             entry["status"] = copy.deepcopy(self.api.statuses[-1])
+
+    def deployment_status_becomes(self, status: dict[str, Any]) -> None:
+        """What the Deployment controller does, as the watch brings it into the index."""
+        (entry,) = self.deployments[KEY]
+        entry["status"] = copy.deepcopy(status)
 
     async def reconcile(self, key: Key = KEY) -> None:
         assert await self.reconciler.reconcile(key) is None
@@ -173,7 +178,7 @@ async def test_a_second_pass_over_the_written_status_writes_nothing(world: World
 
     assert world.api.statuses == []  # no write, so no watch event, so no loop
     assert world.api.events == []
-    assert world.api.applied_kinds == ["Deployment", "Service"]  # level-triggered: applied again
+    assert world.api.applied_kinds == []  # the children are as our last apply left them
 
 
 async def test_a_rollout_in_progress_is_reported_and_then_its_end_is_written_once(world: World) -> None:
@@ -186,7 +191,7 @@ async def test_a_rollout_in_progress_is_reported_and_then_its_end_is_written_onc
 
     world.store_what_was_written()
     world.api.calls.clear()
-    world.api.deployment_status = None  # now every replica is ready
+    world.deployment_status_becomes({"observedGeneration": 1, **dict.fromkeys(COUNTS, 2)})  # all ready
     await world.reconcile()
     (ready,) = world.api.statuses
     assert conditions(ready)["Ready"] == ("True", "Available")
@@ -199,7 +204,7 @@ async def test_losing_readiness_posts_a_not_ready_warning(world: World) -> None:
     world.store_what_was_written()
     world.api.calls.clear()
 
-    world.api.deployment_status = {"observedGeneration": 1, "replicas": 1, "updatedReplicas": 1}
+    world.deployment_status_becomes({"observedGeneration": 1, "replicas": 1, "updatedReplicas": 1})
     await world.reconcile()
 
     assert world.api.events == [("Warning", "NotReady", "0 of 1 replicas ready, 0 available.")]
@@ -551,3 +556,50 @@ async def test_a_temporary_api_error_is_shown_in_status_and_still_retried(world:
     assert conditions(status)["Degraded"] == ("True", "ReconcileError")
     assert conditions(status)["Progressing"][1] == "Retrying"
     assert ("Warning", "ReconcileError") in {e[:2] for e in world.api.events}
+
+
+async def test_a_pass_triggered_by_a_child_status_change_applies_nothing(world: World) -> None:
+    world.store(a_labserver())
+    await world.reconcile()
+    world.store_what_was_written()
+    applies = len(world.api.applied)
+    await world.reconcile()  # e.g. the Deployment's readyReplicas changed: our fields did not
+    assert len(world.api.applied) == applies
+
+
+async def test_a_hand_edited_deployment_is_applied_again(world: World) -> None:
+    world.store(a_labserver())
+    await world.reconcile()
+    world.store_what_was_written()
+    edited = copy.deepcopy(world.api.live[("Deployment", "lab", "hello")])
+    edited["metadata"]["generation"] = 2  # any spec edit bumps it
+    world.store_child(edited)
+    await world.reconcile()
+    assert world.api.applied_kinds[-1:] == ["Deployment"]
+
+
+async def test_a_spec_change_is_applied_even_when_the_children_are_unchanged(world: World) -> None:
+    world.store(a_labserver())
+    await world.reconcile()
+    world.store_what_was_written()
+    applies = len(world.api.applied)
+    (entry,) = world.labservers[KEY]
+    entry["spec"]["message"] = "new words"
+    await world.reconcile()
+    assert len(world.api.applied) > applies
+
+
+async def test_an_apply_refused_after_a_hand_edit_of_a_list_key_resets_the_list_and_applies_again(
+    world: World,
+) -> None:
+    ls = world.store(a_labserver())
+    world.store_child(build_service(ls, a_spec(ls)))
+    world.api.apply_errors["Service"] = ApiError(
+        422, 'Service "hello" is invalid: spec.ports[1].name: Duplicate'
+    )
+    await world.reconcile()
+    (reset,) = world.api.arguments("json_patch")
+    assert reset[0] == "Service"
+    assert reset[1][0]["path"] == "/spec/ports"
+    assert world.api.applied_kinds.count("Service") == 2  # refused, then applied after the reset
+    assert conditions(world.api.statuses[-1])["Degraded"][0] == "False"
