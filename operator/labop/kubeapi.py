@@ -66,7 +66,7 @@ class KubeApiLike(Protocol):
 
     async def apply(self, obj: dict[str, Any]) -> Applied: ...
     async def json_patch(self, obj: dict[str, Any], operations: list[dict[str, Any]]) -> None: ...
-    async def patch_status(self, namespace: str, name: str, status: dict[str, Any]) -> None: ...
+    async def patch_status(self, namespace: str, name: str, status: dict[str, Any]) -> str: ...
     async def create_event(self, namespace: str, event: dict[str, Any]) -> None: ...
     def close(self) -> None: ...
 
@@ -153,10 +153,11 @@ class KubeApi:
             _content_type=JSON_PATCH,
         )
 
-    async def patch_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
+    async def patch_status(self, namespace: str, name: str, status: dict[str, Any]) -> str:
+        """Merge-patch /status; returns the LabServer's resourceVersion after the write."""
         # A merge patch of /status: lists (conditions) are replaced whole, which is what we want,
         # since we always send the complete condition list.
-        await self._call(
+        live = await self._call(
             self._custom.patch_namespaced_custom_object_status,
             GROUP,
             VERSION,
@@ -166,6 +167,8 @@ class KubeApi:
             {"status": status},
             _content_type=MERGE,
         )
+        meta = live.get("metadata") if isinstance(live, dict) else None  # custom objects come as dicts
+        return str((meta or {}).get("resourceVersion", ""))
 
     async def create_event(self, namespace: str, event: dict[str, Any]) -> None:
         await self._call(self._core.create_namespaced_event, namespace, event)

@@ -19,6 +19,7 @@ import hashlib
 import json
 import logging
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -46,6 +47,16 @@ def _condition(status: Mapping[str, Any] | None, kind: str) -> Mapping[str, Any]
         if cond.get("type") == kind:
             return dict(cond)
     return {}
+
+
+@dataclass(frozen=True)
+class _Written:
+    """Our last status write for one key: its content, the resourceVersion it produced, and
+    every version our own writes were based on or produced since the cache last caught up."""
+
+    status: dict[str, Any]
+    latest: str
+    versions: frozenset[str]
 
 
 def _fingerprint(obj: Mapping[str, Any]) -> str:
@@ -91,11 +102,10 @@ class Reconciler:
         self._recorder = recorder
         self._default_image = default_image
         self._now = now
-        # key -> (the LabServer's resourceVersion our last status write was based on, that status).
-        # Race: the index learns of our own status write only when its watch event arrives; a
-        # reconcile in between must build on what we wrote, not on the older cached status, or
-        # it would write again and re-stamp lastTransitionTime and re-post the Ready Event.
-        self._written: dict[Key, tuple[str, dict[str, Any]]] = {}
+        # Race: the index learns of our own status writes only when their watch events arrive;
+        # a reconcile in between must build on what we wrote last, not on an older cached
+        # status, or it would write again, re-stamp lastTransitionTime and re-post Events.
+        self._written: dict[Key, _Written] = {}
         # (kind, key) -> what the last apply left: see _apply_if_changed.
         self._applied: dict[tuple[str, Key], tuple[str, str, str]] = {}
 
@@ -122,6 +132,12 @@ class Reconciler:
 
     # --- steps --------------------------------------------------------------------------
 
+    def _note_written(self, key: Key, before: str, after: str, status: dict[str, Any]) -> None:
+        """Remember our write: the versions it was based on or produced are ours, not news."""
+        written = self._written.get(key)
+        versions = {before, after} | (written.versions if written is not None else set())
+        self._written[key] = _Written(status=status, latest=after, versions=frozenset(versions))
+
     def _forget(self, key: Key) -> None:
         self._written.pop(key, None)
         for kind in ("Deployment", "Service"):
@@ -129,9 +145,15 @@ class Reconciler:
 
     def _with_freshest_status(self, key: Key, ls: dict[str, Any]) -> dict[str, Any]:
         written = self._written.get(key)
-        if written is not None and written[0] == ls["metadata"].get("resourceVersion"):
-            return {**ls, "status": written[1]}  # the cache has not seen our last write yet
-        return ls
+        if written is None:
+            return ls
+        version = str(ls["metadata"].get("resourceVersion", ""))
+        if version == written.latest:
+            del self._written[key]  # the cache caught up with our last write
+            return ls
+        if version in written.versions:
+            return {**ls, "status": written.status}  # the cache lags behind our own writes
+        return ls  # changed by someone else since: the cache is the newer truth
 
     async def _parse(self, ls: dict[str, Any]) -> LabServerSpec:
         try:
@@ -226,8 +248,10 @@ class Reconciler:
         if _without_nones(status) == _without_nones(old):
             return  # nothing new: no write, so no event loop of our own status updates
         meta = ls["metadata"]
-        await self._api.patch_status(meta["namespace"], meta["name"], status)
-        self._written[(meta["namespace"], meta["name"])] = (str(meta.get("resourceVersion", "")), status)
+        after = await self._api.patch_status(meta["namespace"], meta["name"], status)
+        self._note_written(
+            (meta["namespace"], meta["name"]), str(meta.get("resourceVersion", "")), after, status
+        )
         await self._record_ready_transition(ls, old, status)
 
     async def _record_ready_transition(

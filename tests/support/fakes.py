@@ -29,6 +29,7 @@ class FakeApi:
         self.closed = False
         self.existing: set[tuple[str, str, str]] = set()  # (kind, namespace, name) on the "server"
         self.live: dict[tuple[str, str, str], dict[str, Any]] = {}  # what the last apply returned
+        self.status_versions: list[str] = []  # resourceVersions our status writes produced
 
     async def apply(self, obj: dict[str, Any]) -> Applied:
         self.calls.append(("apply", copy.deepcopy(obj)))
@@ -54,11 +55,14 @@ class FakeApi:
         self.calls.append(("json_patch", (obj["kind"], copy.deepcopy(operations))))
         self.apply_errors.pop(obj["kind"], None)  # the reset clears what made the apply fail
 
-    async def patch_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
+    async def patch_status(self, namespace: str, name: str, status: dict[str, Any]) -> str:
         self.calls.append(("patch_status", (namespace, name, copy.deepcopy(status))))
         self.status_written.set()
         if self.status_error is not None:
             raise self.status_error
+        version = f"status-{len(self.calls)}"  # the resourceVersion the write produced
+        self.status_versions.append(version)
+        return version
 
     async def create_event(self, namespace: str, event: dict[str, Any]) -> None:
         if self.event_error is not None:

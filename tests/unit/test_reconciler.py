@@ -446,9 +446,9 @@ async def test_kubeapi_applies_a_service_through_the_core_api(
 async def test_kubeapi_writes_the_status_subresource_with_a_merge_patch(
     kube_api: KubeApi, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    method = Recorded()
+    method = Recorded(result={"metadata": {"resourceVersion": "42"}})
     monkeypatch.setattr(kube_api._custom, "patch_namespaced_custom_object_status", method)
-    await kube_api.patch_status("lab", "hello", {"replicas": 1})
+    assert await kube_api.patch_status("lab", "hello", {"replicas": 1}) == "42"
     ((args, kwargs),) = method.calls
     assert args == ("k8slab.dev", "v1alpha1", "lab", "labservers", "hello", {"status": {"replicas": 1}})
     assert kwargs == {"_content_type": MERGE, "_request_timeout": 7.0}
@@ -603,3 +603,23 @@ async def test_an_apply_refused_after_a_hand_edit_of_a_list_key_resets_the_list_
     assert reset[1][0]["path"] == "/spec/ports"
     assert world.api.applied_kinds.count("Service") == 2  # refused, then applied after the reset
     assert conditions(world.api.statuses[-1])["Degraded"][0] == "False"
+
+
+async def test_a_pass_between_two_of_our_status_writes_and_their_watch_events_builds_on_the_last(
+    world: World,
+) -> None:
+    world.store(a_labserver())
+    world.api.deployment_status = {"observedGeneration": 1, "replicas": 1, "updatedReplicas": 1}
+    await world.reconcile()  # writes RollingOut... (not ready yet)
+    world.store_what_was_written()  # the children, but the LabServer's status write is not seen yet
+    (entry,) = world.labservers[KEY]
+    entry["status"] = {}  # the cache still shows the LabServer as before our write
+    world.deployment_status_becomes({"observedGeneration": 1, **dict.fromkeys(COUNTS, 1)})
+    await world.reconcile()  # writes Ready, based on our first write, not on the stale cache
+    first, second = world.api.statuses
+    assert conditions(second)["Ready"] == ("True", "Available")
+    # Now the watch brings our first write (not the second): still nothing new to write.
+    entry["status"] = copy.deepcopy(first)
+    entry["metadata"]["resourceVersion"] = world.api.status_versions[0]
+    await world.reconcile()
+    assert len(world.api.statuses) == 2
