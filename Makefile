@@ -47,6 +47,9 @@ tool-modules: ## Regenerate hack/tools/*/go.{mod,sum} after a pin change in hack
 .PHONY: cluster-up
 cluster-up: venv bins ## Start the local cluster in the background (idempotent); kubeconfig in .cluster/.
 	@$(PY) -m localcluster up --dir $(CLUSTER_DIR)
+	@# The operator's namespace (restricted Pod Security) comes with the local cluster, so that a
+	@# server-side dry run of deploy/ can check the namespaced objects too (a dry run creates nothing).
+	@bin/kubectl --kubeconfig $(CLUSTER_DIR)/kubeconfig apply -f deploy/namespace.yaml >/dev/null
 
 .PHONY: cluster-down
 cluster-down: ## Stop every process of the local cluster and remove its state.
