@@ -40,6 +40,9 @@ MIN_PORT: Final = 1024
 MAX_PORT: Final = 65535
 
 MAX_IMAGE_LENGTH: Final = 512
+# The CRD's bounds on spec.resources.{limits,requests}; they keep the CEL rule's cost in budget.
+MAX_RESOURCE_NAMES: Final = 8
+MAX_QUANTITY_LENGTH: Final = 64
 
 # resource.Quantity's regular expression, as controller-gen writes it into CRDs.
 QUANTITY_PATTERN: Final = re.compile(
@@ -267,8 +270,13 @@ def _parse_resource_list(value: object, path: str, errors: list[str]) -> tuple[t
     if not isinstance(value, Mapping):
         errors.append(f"{path}: must be an object of quantities, got {_kind(value)}")
         return ()
+    if len(value) > MAX_RESOURCE_NAMES:
+        errors.append(f"{path}: at most {MAX_RESOURCE_NAMES} resource names, got {len(value)}")
     pairs: list[tuple[str, str]] = []
     for name, quantity in value.items():
+        if isinstance(quantity, str) and len(quantity) > MAX_QUANTITY_LENGTH:
+            errors.append(f"{path}.{name}: at most {MAX_QUANTITY_LENGTH} characters")
+            continue
         try:
             amount = parse_quantity(quantity)
         except ValueError:

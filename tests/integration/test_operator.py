@@ -11,7 +11,7 @@ import pytest
 from kubernetes.client import ApiClient, AppsV1Api, CoreV1Api, CustomObjectsApi
 from kubernetes.client.exceptions import ApiException
 from prometheus_client.parser import text_string_to_metric_families
-from tests.support.cluster import Cluster
+from tests.support.cluster import CRDS, Cluster
 from tests.support.operator import OperatorProcess
 from tests.support.waiting import eventually
 
@@ -248,9 +248,32 @@ def test_a_same_named_stranger_is_left_alone_and_reported_until_it_goes(lab: Lab
     eventually(lambda: lab.is_ready("taken"), timeout=120, what="Ready once the stranger is gone")
 
 
-def test_a_spec_the_schema_cannot_catch_is_reported_in_status_without_children(lab: Lab) -> None:
-    resources = {"requests": {"cpu": "2"}, "limits": {"cpu": "1"}}
-    lab.create(a_labserver("greedy", resources=resources))
+RESOURCES_RULE = (
+    "/spec/versions/0/schema/openAPIV3Schema/properties/spec/properties/resources/x-kubernetes-validations"
+)
+
+
+def test_an_object_stored_before_a_stricter_schema_is_reported_in_status_without_children(
+    lab: Lab, full_cluster: Cluster
+) -> None:
+    # Today's CRD refuses a request above its limit (CEL). An object stored under an older,
+    # laxer schema is still there: the operator must report it, not crash or retry forever.
+    full_cluster.kubectl(
+        "patch",
+        "crd",
+        "labservers.k8slab.dev",
+        "--type=json",
+        f'-p=[{{"op": "remove", "path": "{RESOURCES_RULE}"}}]',
+    )
+    try:
+        resources = {"requests": {"cpu": "2"}, "limits": {"cpu": "1"}}
+        eventually(
+            lambda: lab.create(a_labserver("greedy", resources=resources)),
+            timeout=30,
+            what="the laxer schema to take effect",
+        )
+    finally:
+        full_cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(CRDS))
     eventually(
         lambda: lab.condition("greedy", "Degraded").get("reason") == "InvalidSpec",
         timeout=60,

@@ -23,7 +23,7 @@ from typing import Any
 import yaml
 
 from labop.builders import build_deployment, build_service
-from labop.spec import DEFAULT_IMAGE, LabServerSpec, parse_spec
+from labop.spec import DEFAULT_IMAGE, LabServerSpec, parse_quantity, parse_spec
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 CRD_PATH = ROOT / "crds" / "labservers.yaml"
@@ -155,7 +155,21 @@ CEL_TWINS: dict[str, Callable[[Any], bool]] = {
     "self.all(l, self.exists_one(m, m.port == l.port))": _unique_by("port"),
     "self.matches('[a-z]')": lambda value: re.search("[a-z]", value) is not None,
     "!self.contains('--')": lambda value: "--" not in value,
+    (
+        "!has(self.requests) || !has(self.limits) || self.requests.all(name, !(name in self.limits) || "
+        "quantity(string(self.requests[name])).compareTo(quantity(string(self.limits[name]))) <= 0)"
+    ): lambda value: _requests_within_limits(value),
 }
+
+
+def _requests_within_limits(resources: Any) -> bool:
+    requests, limits = resources.get("requests"), resources.get("limits")
+    if requests is None or limits is None:
+        return True
+    return all(
+        name not in limits or parse_quantity(requests[name]) <= parse_quantity(limits[name])
+        for name in requests
+    )
 
 
 def defaulted(schema: Mapping[str, Any], value: Any) -> Any:
@@ -193,7 +207,8 @@ def schema_errors(schema: Mapping[str, Any], value: Any, path: str) -> list[tupl
     errors = _value_errors(schema, value, path) + _child_errors(schema, value, path)
     for validation in schema.get("x-kubernetes-validations", []):
         if not CEL_TWINS[validation["rule"]](value):
-            errors.append((path, validation["message"]))
+            where = _join(path, validation["fieldPath"].lstrip(".")) if "fieldPath" in validation else path
+            errors.append((where, validation["message"]))
     return errors
 
 
@@ -233,6 +248,10 @@ def _value_errors(schema: Mapping[str, Any], value: Any, path: str) -> list[tupl
         if "maxItems" in schema and len(value) > schema["maxItems"]:
             errors.append((path, f"Too many: {len(value)}: must have at most {schema['maxItems']} items"))
     if isinstance(value, dict):
+        if "maxProperties" in schema and len(value) > schema["maxProperties"]:
+            errors.append(
+                (path, f"Too many: {len(value)}: must have at most {schema['maxProperties']} items")
+            )
         errors += [
             (_join(path, key), "Required value") for key in schema.get("required", []) if key not in value
         ]
