@@ -19,6 +19,7 @@ bare-metal use and the benchmark. ``cli`` calls ``supervise``; children log with
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
 import multiprocessing
@@ -194,7 +195,8 @@ def _stop(workers: list[Worker], settings: Settings) -> int:
     """SIGTERM every live child, wait for their own graceful shutdown, kill what outlives it."""
     for worker in workers:
         if worker.process.is_alive() and worker.process.pid is not None:
-            os.kill(worker.process.pid, signal.SIGTERM)
+            with contextlib.suppress(ProcessLookupError):  # it may exit between the check and the kill
+                os.kill(worker.process.pid, signal.SIGTERM)
     deadline = (
         time.monotonic() + settings.shutdown_delay + 2 * settings.shutdown_timeout + STOP_MARGIN_SECONDS
     )
