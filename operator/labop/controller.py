@@ -58,7 +58,13 @@ class Controller:
         self.queue: WorkQueue[Key] = WorkQueue(
             settings.queue_size, name=NAME, metrics=QueueMetrics(self.registry, NAME, controller=NAME)
         )
-        reconciler = Reconciler(cache, api, EventRecorder(api), default_image=settings.default_image)
+        reconciler = Reconciler(
+            cache,
+            api,
+            EventRecorder(api),
+            default_image=settings.default_image,
+            reapply_seconds=settings.resync_seconds or 300.0,
+        )
         self.pool = WorkerPool(
             self.queue,
             reconciler.reconcile,

@@ -20,7 +20,7 @@ import json
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from labop import reasons
@@ -95,6 +95,7 @@ class Reconciler:
         recorder: EventRecorder,
         *,
         default_image: str,
+        reapply_seconds: float = 300.0,
         now: Callable[[], datetime] = _now,
     ) -> None:
         self._cache = cache
@@ -102,12 +103,13 @@ class Reconciler:
         self._recorder = recorder
         self._default_image = default_image
         self._now = now
+        self._reapply_after = timedelta(seconds=reapply_seconds)
         # Race: the index learns of our own status writes only when their watch events arrive;
         # a reconcile in between must build on what we wrote last, not on an older cached
         # status, or it would write again, re-stamp lastTransitionTime and re-post Events.
         self._written: dict[Key, _Written] = {}
         # (kind, key) -> what the last apply left: see _apply_if_changed.
-        self._applied: dict[tuple[str, Key], tuple[str, str, str]] = {}
+        self._applied: dict[tuple[str, Key], tuple[tuple[str, str, str], datetime]] = {}
 
     async def reconcile(self, key: Key) -> Result | None:
         ls = self._cache.labserver(key)
@@ -194,13 +196,22 @@ class Reconciler:
         nothing but still cost an API call. Skipped only when the child's uid, our desired
         object and the child's version (Deployment: generation, which any spec edit bumps;
         Service: resourceVersion) all match the last apply, so deletion and drift are still
-        repaired. A cache that lags behind our own apply only causes one more (no-op) apply.
+        repaired, and the last apply is younger than ``reapply_seconds``. A cache that lags
+        behind our own apply only causes one more (no-op) apply.
         """
         kind, fingerprint = desired["kind"], _fingerprint(desired)
-        if cached is not None and self._applied.get((kind, key)) == _applied_mark(kind, cached, fingerprint):
+        last = self._applied.get((kind, key))
+        if (
+            cached is not None
+            and last is not None
+            and last[0] == _applied_mark(kind, cached, fingerprint)
+            # Edits that bump no generation (a Deployment's labels) are repaired at the latest
+            # after this long, as if unconditionally re-applied by the periodic resync.
+            and self._now() - last[1] < self._reapply_after
+        ):
             return cached
         applied = await self._apply(ls, desired, existed=cached is not None)
-        self._applied[(kind, key)] = _applied_mark(kind, applied.obj, fingerprint)
+        self._applied[(kind, key)] = (_applied_mark(kind, applied.obj, fingerprint), self._now())
         if applied.created:
             await self._recorder.record(ls, NORMAL, reasons.EVENT_CREATED, f"Created {kind} {key[1]}")
         return applied.obj

@@ -12,6 +12,7 @@ import copy
 import json
 import threading
 from collections.abc import Iterator
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -623,3 +624,26 @@ async def test_a_pass_between_two_of_our_status_writes_and_their_watch_events_bu
     entry["metadata"]["resourceVersion"] = world.api.status_versions[0]
     await world.reconcile()
     assert len(world.api.statuses) == 2
+
+
+async def test_an_unchanged_child_is_applied_again_once_its_last_apply_is_older_than_the_resync() -> None:
+    clock = [NOW]
+    world = World()
+    world.reconciler = Reconciler(
+        Cache(world.labservers, world.deployments, world.services),
+        world.api,
+        EventRecorder(world.api),
+        default_image=DEFAULT_IMAGE,
+        reapply_seconds=300,
+        now=lambda: clock[0],
+    )
+    world.store(a_labserver())
+    await world.reconcile()
+    world.store_what_was_written()
+    applies = len(world.api.applied)
+    clock[0] = NOW + timedelta(seconds=299)
+    await world.reconcile()
+    assert len(world.api.applied) == applies  # young enough: skipped
+    clock[0] = NOW + timedelta(seconds=301)
+    await world.reconcile()
+    assert world.api.applied_kinds[applies:] == ["Deployment", "Service"]  # repairs label drift too
