@@ -116,22 +116,26 @@ class KubeApi:
         except ApiException as err:
             raise _translate(err) from err
 
-    async def apply(self, obj: dict[str, Any]) -> Applied:
-        """Server-side apply: we own exactly the fields we send; force takes them back from hand edits."""
+    async def _patch_child(self, obj: dict[str, Any], body: Any, content_type: str, **options: Any) -> Any:
+        """PATCH the Deployment or Service ``obj`` names; returns (data, status code, headers)."""
         kind, meta = obj["kind"], obj["metadata"]
         method = {
             "Deployment": self._apps.patch_namespaced_deployment_with_http_info,
             "Service": self._core.patch_namespaced_service_with_http_info,
         }[kind]
-        data, status_code, _headers = await self._call(
+        return await self._call(
             method,
             meta["name"],
             meta["namespace"],
-            obj,
+            body,
             field_manager=self._manager,
-            force=True,
-            _content_type=APPLY,
+            _content_type=content_type,
+            **options,
         )
+
+    async def apply(self, obj: dict[str, Any]) -> Applied:
+        """Server-side apply: we own exactly the fields we send; force takes them back from hand edits."""
+        data, status_code, _headers = await self._patch_child(obj, obj, APPLY, force=True)
         # The client returns a model object; its JSON form is the dict the builders and status use.
         live = dict(self._client.sanitize_for_serialization(data))  # type: ignore[no-untyped-call]  # unannotated
         # 201: this apply created the object (the apiserver's word, not a possibly stale cache's).
@@ -139,19 +143,7 @@ class KubeApi:
 
     async def json_patch(self, obj: dict[str, Any], operations: list[dict[str, Any]]) -> None:
         """A JSON patch (RFC 6902) of the child ``obj`` names, under our field manager."""
-        kind, meta = obj["kind"], obj["metadata"]
-        method = {
-            "Deployment": self._apps.patch_namespaced_deployment,
-            "Service": self._core.patch_namespaced_service,
-        }[kind]
-        await self._call(
-            method,
-            meta["name"],
-            meta["namespace"],
-            operations,
-            field_manager=self._manager,
-            _content_type=JSON_PATCH,
-        )
+        await self._patch_child(obj, operations, JSON_PATCH)
 
     async def patch_status(self, namespace: str, name: str, status: dict[str, Any]) -> str:
         """Merge-patch /status; returns the LabServer's resourceVersion after the write."""
