@@ -70,6 +70,7 @@ from kubernetes.client import ApiClient, CoreV1Api, CustomObjectsApi, V1Namespac
 from kubernetes.client.exceptions import ApiException  # noqa: E402
 from localcluster import ClusterSettings, LocalCluster, binaries  # noqa: E402
 from prometheus_client.parser import text_string_to_metric_families  # noqa: E402
+from tests.support.cluster import or_none  # noqa: E402
 from tests.support.operator import OperatorProcess  # noqa: E402
 
 T = TypeVar("T")
@@ -107,16 +108,6 @@ def poll_until(what: str, probe: Callable[[], T | None], timeout: float) -> T:
         if time.monotonic() > deadline:
             raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}")
         time.sleep(POLL)
-
-
-def or_none(read: Callable[[], T]) -> T | None:
-    """The object, or None for a 404."""
-    try:
-        return read()
-    except ApiException as err:
-        if err.status == 404:
-            return None
-        raise
 
 
 def proc_status_kib(pid: int, field_name: str) -> int:

@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from kubernetes.client import ApiClient, AppsV1Api, CoreV1Api, CustomObjectsApi
-from kubernetes.client.exceptions import ApiException
 from prometheus_client.parser import text_string_to_metric_families
-from tests.support.cluster import CRDS, Cluster
+from tests.support.cluster import CRDS, Cluster, or_none
 from tests.support.operator import OperatorProcess
 from tests.support.waiting import eventually
 
@@ -35,16 +34,6 @@ def a_labserver(name: str, **spec: Any) -> dict[str, Any]:
     return {"apiVersion": f"{GROUP}/{VERSION}", "kind": "LabServer", "metadata": {"name": name}, "spec": spec}
 
 
-def _or_none(read: Callable[[], Any]) -> Any:
-    """The object, or None for a 404."""
-    try:
-        return read()
-    except ApiException as err:
-        if err.status == 404:
-            return None
-        raise
-
-
 class Lab:
     """The calls these tests make, named by intent."""
 
@@ -65,10 +54,10 @@ class Lab:
         self.objects.delete_namespaced_custom_object(GROUP, VERSION, self.ns, PLURAL, name)
 
     def deployment(self, name: str) -> Any:
-        return _or_none(lambda: self.apps.read_namespaced_deployment(name, self.ns))
+        return or_none(lambda: self.apps.read_namespaced_deployment(name, self.ns))
 
     def service(self, name: str) -> Any:
-        return _or_none(lambda: self.core.read_namespaced_service(name, self.ns))
+        return or_none(lambda: self.core.read_namespaced_service(name, self.ns))
 
     def condition(self, name: str, kind: str) -> dict[str, Any]:
         for cond in self.get(name).get("status", {}).get("conditions", []):

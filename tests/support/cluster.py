@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import subprocess
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import cast
+from typing import TypeVar, cast
 
 import kubernetes
+from kubernetes.client.exceptions import ApiException
 from localcluster import LocalCluster
+
+T = TypeVar("T")
 
 REPO = Path(__file__).resolve().parents[2]
 CRDS = REPO / "crds"
@@ -36,3 +40,13 @@ class Cluster:
             config_file=str(self.kubeconfig)
         )
         return cast(kubernetes.client.ApiClient, client)
+
+
+def or_none(read: Callable[[], T]) -> T | None:
+    """What ``read`` returns, or None where the API answers 404."""
+    try:
+        return read()
+    except ApiException as err:
+        if err.status == 404:
+            return None
+        raise

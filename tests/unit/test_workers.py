@@ -63,15 +63,23 @@ def make_pool(
     return WorkerPool(queue, reconcile, workers=workers), queue, clock
 
 
+async def started_with(
+    reconcile: Callable[[Key], Awaitable[Result | None]], key: Key
+) -> tuple[WorkerPool, WorkQueue[Key], FakeClock]:
+    """A running pool that has taken ``key`` and reconciled it once (or is reconciling it)."""
+    pool, queue, clock = make_pool(reconcile)
+    await pool.start()
+    await queue.add(key)
+    await settle()
+    return pool, queue, clock
+
+
 # --------------------------------------------------------------------------- outcomes
 
 
 async def test_a_successful_reconcile_forgets_the_key() -> None:
     recorder = Recorder(RuntimeError("flaky"))
-    pool, queue, clock = make_pool(recorder)
-    await pool.start()
-    await queue.add(A)
-    await settle()
+    pool, queue, clock = await started_with(recorder, A)
     assert queue.num_requeues(A) == 1
     clock.advance(1)
     await settle()
@@ -83,10 +91,7 @@ async def test_a_successful_reconcile_forgets_the_key() -> None:
 @pytest.mark.parametrize("result", [None, Result(), Result(requeue_after=0), Result(requeue_after=None)])
 async def test_a_result_without_a_delay_means_done(result: Result | None) -> None:
     recorder = Recorder(result)
-    pool, queue, clock = make_pool(recorder)
-    await pool.start()
-    await queue.add(A)
-    await settle()
+    pool, queue, clock = await started_with(recorder, A)
     clock.advance(10_000)
     await settle()
     assert recorder.calls == [A]
@@ -96,10 +101,7 @@ async def test_a_result_without_a_delay_means_done(result: Result | None) -> Non
 
 async def test_a_result_with_requeue_after_reconciles_the_key_again_after_that_delay() -> None:
     recorder = Recorder(RuntimeError("flaky"), Result(requeue_after=30))
-    pool, queue, clock = make_pool(recorder)
-    await pool.start()
-    await queue.add(A)
-    await settle()
+    pool, queue, clock = await started_with(recorder, A)
     clock.advance(1)  # past the first backoff: the second call asks for 30 s
     await settle()
     assert recorder.calls == [A, A]
@@ -115,10 +117,7 @@ async def test_a_result_with_requeue_after_reconciles_the_key_again_after_that_d
 
 async def test_a_permanent_error_is_reported_and_never_retried() -> None:
     recorder = Recorder(PermanentError("spec.listeners: must have 1 to 8 items, got 0"))
-    pool, queue, clock = make_pool(recorder)
-    await pool.start()
-    await queue.add(A)
-    await settle()
+    pool, queue, clock = await started_with(recorder, A)
     clock.advance(10_000)
     await settle()
     assert recorder.calls == [A]
@@ -129,10 +128,7 @@ async def test_a_permanent_error_is_reported_and_never_retried() -> None:
 
 async def test_an_ordinary_error_is_retried_with_exponential_backoff() -> None:
     recorder = Recorder(RuntimeError("one"), RuntimeError("two"))
-    pool, queue, clock = make_pool(recorder)
-    await pool.start()
-    await queue.add(A)
-    await settle()
+    pool, queue, clock = await started_with(recorder, A)
     assert recorder.calls == [A]
     clock.advance(0.004)
     await settle()
