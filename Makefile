@@ -8,6 +8,10 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 CLUSTER_DIR := $(CURDIR)/.cluster
+# The local cluster's fake nodes: how many, and how many pods each takes (10,000 LabServers at one
+# replica fit the defaults; e.g. `make cluster-up KWOK_NODES=10 KWOK_PODS_PER_NODE=2000`).
+KWOK_NODES ?= 1
+KWOK_PODS_PER_NODE ?= 10000
 # Tests and tools find operator/, servers/ and hack/ packages the way `kopf run` and the pods do.
 export PYTHONPATH := $(CURDIR)/operator:$(CURDIR)/servers:$(CURDIR)/hack
 
@@ -46,7 +50,7 @@ tool-modules: ## Regenerate hack/tools/*/go.{mod,sum} after a pin change in hack
 
 .PHONY: cluster-up
 cluster-up: venv bins ## Start the local cluster in the background (idempotent); kubeconfig in .cluster/.
-	@$(PY) -m localcluster up --dir $(CLUSTER_DIR)
+	@$(PY) -m localcluster up --dir $(CLUSTER_DIR) --nodes $(KWOK_NODES) --pods-per-node $(KWOK_PODS_PER_NODE)
 	@# The operator's namespace (restricted Pod Security) comes with the local cluster, so that a
 	@# server-side dry run of deploy/ can check the namespaced objects too (a dry run creates nothing).
 	@bin/kubectl --kubeconfig $(CLUSTER_DIR)/kubeconfig apply -f deploy/namespace.yaml >/dev/null

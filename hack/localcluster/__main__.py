@@ -13,6 +13,7 @@ from pathlib import Path
 
 from localcluster.binaries import bin_dir
 from localcluster.cluster import ClusterSettings, LocalCluster
+from localcluster.components import DEFAULT_PODS_PER_NODE
 from localcluster.processes import ComponentFailed
 
 
@@ -28,7 +29,7 @@ def _healthy(cluster: LocalCluster) -> bool:
     return all(cluster.health().values())
 
 
-def up(root: Path, nodes: int) -> int:
+def up(root: Path, nodes: int, pods_per_node: int) -> int:
     existing = LocalCluster.load(root)
     if existing is not None:
         if _healthy(existing):
@@ -39,7 +40,9 @@ def up(root: Path, nodes: int) -> int:
         existing.destroy()
     elif root.exists():
         shutil.rmtree(root)
-    settings = ClusterSettings(root=root, bin_dir=bin_dir(), detach=True, nodes=nodes)
+    settings = ClusterSettings(
+        root=root, bin_dir=bin_dir(), detach=True, nodes=nodes, pods_per_node=pods_per_node
+    )
     cluster = LocalCluster(settings)
     _say(f"starting etcd and kube-apiserver in {root} ...")
     try:
@@ -53,7 +56,7 @@ def up(root: Path, nodes: int) -> int:
     except BaseException:
         cluster.stop()  # Ctrl-C or an unexpected error: leave no detached process behind
         raise
-    _say(f"local cluster up: {cluster.server}, {nodes} kwok node(s)")
+    _say(f"local cluster up: {cluster.server}, {nodes} kwok node(s) of {pods_per_node} pods each")
     _say("component logs:")
     for proc in cluster.procs:
         _say(f"  {proc.name:<24} {proc.log}")
@@ -93,10 +96,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("command", choices=["up", "down", "status"])
     parser.add_argument("--dir", type=Path, default=Path(".cluster"), help="state folder (default .cluster)")
     parser.add_argument("--nodes", type=int, default=1, help="number of kwok fake nodes (default 1)")
+    parser.add_argument(
+        "--pods-per-node",
+        type=int,
+        default=DEFAULT_PODS_PER_NODE,
+        help=f"pods each kwok node takes (default {DEFAULT_PODS_PER_NODE})",
+    )
     args = parser.parse_args(argv)
     root = args.dir.resolve()
     if args.command == "up":
-        return up(root, args.nodes)
+        return up(root, args.nodes, args.pods_per_node)
     if args.command == "down":
         return down(root)
     return status(root)

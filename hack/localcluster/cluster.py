@@ -34,7 +34,8 @@ class ClusterSettings:
     root: Path
     bin_dir: Path
     detach: bool = False  # True: processes outlive this Python process (make cluster-up)
-    nodes: int = 1
+    nodes: int = 1  # kwok fake nodes
+    pods_per_node: int = components.DEFAULT_PODS_PER_NODE
     start_timeout: float = 120.0
 
 
@@ -126,7 +127,7 @@ class LocalCluster:
         del cm, sched, kwok
         names = [f"kwok-node-{i}" for i in range(self.settings.nodes)]
         for name in names:
-            self.api.create("/api/v1/nodes", components.fake_node(name))
+            self.api.create("/api/v1/nodes", components.fake_node(name, self.settings.pods_per_node))
         for name in names:
             self._wait(f"node {name} Ready", lambda n=name: self._node_ready(n), watch)
         # Pods are refused in a namespace until the controller-manager made its `default` SA.

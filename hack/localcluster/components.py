@@ -13,8 +13,14 @@ from pathlib import Path
 
 from localcluster.pki import PkiPaths
 
-SERVICE_CIDR = "10.0.0.0/24"
+# Sized for scale runs: a /16 holds 65,534 ClusterIPs (a /24 stopped Service creation at ~250),
+# and kwok hands out pod IPs from a /16 as well. The first address serves `kubernetes.default`.
+SERVICE_CIDR = "10.96.0.0/16"
+KUBERNETES_SERVICE_IP = "10.96.0.1"
 POD_CIDR = "10.244.0.0/16"
+# A fake node claims this many pods by default: 10,000 LabServers at one replica fit on one
+# kwok node (`--pods-per-node` and `--nodes` change it; the scheduler spreads over the nodes).
+DEFAULT_PODS_PER_NODE = 10_000
 # Health endpoints that the controller-manager and scheduler serve without authentication, so
 # `cluster-status` can probe them with a plain HTTPS GET.
 ALWAYS_ALLOW = "/healthz,/readyz,/livez,/metrics"
@@ -154,8 +160,8 @@ def kwok(lay: Layout) -> list[str]:
     ]
 
 
-def fake_node(name: str) -> dict[str, object]:
-    """A Node that kwok keeps Ready; no taint, so ordinary pods schedule onto it."""
+def fake_node(name: str, pods: int = DEFAULT_PODS_PER_NODE) -> dict[str, object]:
+    """A Node that kwok keeps Ready and that takes ``pods`` pods; no taint, so pods schedule onto it."""
     return {
         "apiVersion": "v1",
         "kind": "Node",
@@ -170,7 +176,12 @@ def fake_node(name: str) -> dict[str, object]:
             },
         },
         "status": {
-            "allocatable": {"cpu": "32", "memory": "256Gi", "pods": "110"},
-            "capacity": {"cpu": "32", "memory": "256Gi", "pods": "110"},
+            # Pods request 50m / 64Mi by default: cpu and memory are sized to fit ``pods`` of them.
+            "allocatable": _fake_capacity(pods),
+            "capacity": _fake_capacity(pods),
         },
     }
+
+
+def _fake_capacity(pods: int) -> dict[str, str]:
+    return {"cpu": str(max(32, pods // 10)), "memory": f"{max(256, pods // 8)}Gi", "pods": str(pods)}

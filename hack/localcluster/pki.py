@@ -26,7 +26,8 @@ SERVING_DNS_NAMES = (
     "kubernetes.default.svc",
     "kubernetes.default.svc.cluster.local",
 )
-SERVING_IPS = ("127.0.0.1", "::1", "10.0.0.1")
+# The last one is the `kubernetes` Service's ClusterIP (components.KUBERNETES_SERVICE_IP).
+SERVING_IPS = ("127.0.0.1", "::1", "10.96.0.1")
 VALIDITY = dt.timedelta(days=365)
 
 
