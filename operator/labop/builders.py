@@ -73,6 +73,18 @@ def listen_env(listeners: tuple[Listener, ...]) -> str:
     return ",".join(f"{listener.name}=0.0.0.0:{listener.port}" for listener in listeners)
 
 
+def env_literal(text: str) -> str:
+    """``text`` as an env value that reaches the container unchanged.
+
+    The kubelet expands env values: ``$(VAR)`` becomes VAR's value, ``$$`` becomes ``$``, and a
+    ``$`` before a non-ASCII character even loses bytes. Doubling every ``$`` leaves nothing to
+    expand: each ``$$`` turns back into the ``$`` it was. (An env var is the channel rather than
+    a file or the downward API because labhttp reads all its settings from env or flags; the
+    escape is the whole cost.)
+    """
+    return text.replace("$", "$$")
+
+
 def _metadata(ls: Mapping[str, Any]) -> dict[str, Any]:
     return {
         "name": naming.child_name(ls),
@@ -110,7 +122,7 @@ def _container(spec: LabServerSpec) -> dict[str, Any]:
         "image": spec.image,
         "imagePullPolicy": "IfNotPresent",
         "env": [
-            {"name": ENV_MESSAGE, "value": spec.message},
+            {"name": ENV_MESSAGE, "value": env_literal(spec.message)},
             {"name": ENV_LISTEN, "value": listen_env(spec.listeners)},
             {"name": ENV_METRICS_LISTENER, "value": spec.metrics_listener.name},
             # Keep serving (readiness already 503) while the endpoints controller removes the pod,

@@ -1,13 +1,10 @@
 """The operator's writes to the Kubernetes API: an async facade over the sync official client.
 
 Role: server-side apply of children, the status subresource patch, Events. Every blocking call
-runs on a small thread pool of its own (never on the event loop). API errors become the few
-kinds the reconciler tells apart: ``NotFound``/``Gone`` (the object went away), ``Conflict``
-(retry soon), and a plain ``ApiError`` with its status and the apiserver's message for the rest
-(the reconciler turns a 422 into InvalidSpec; other errors are retried with backoff).
+runs on a small thread pool of its own (never on the event loop). Every failure, an error answer
+or no answer at all, comes out as an ``ApiError`` (``apierrors`` says what each kind means).
 ``KubeApiLike`` is the protocol its users depend on, so unit tests can pass a fake.
 Reads do not come here: they come from kopf's indexes (``cache``).
-Neighbours: ``reconciler`` (its user), ``recorder`` (Events), ``controller`` (builds it).
 """
 
 from __future__ import annotations
@@ -15,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
+import re
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -23,8 +21,12 @@ from typing import Any, Protocol, TypeVar
 import kubernetes
 from kubernetes.client import ApiClient, AppsV1Api, CoreV1Api, CustomObjectsApi
 from kubernetes.client.exceptions import ApiException
+from urllib3.exceptions import HTTPError as TransportError
 
+from labop.apierrors import ApiError, Conflict, Gone, NotFound, translate, unreachable
 from labop.naming import GROUP, PLURAL, VERSION
+
+__all__ = ["ApiError", "Applied", "Conflict", "Gone", "KubeApi", "KubeApiLike", "NotFound", "apply_body"]
 
 T = TypeVar("T")
 APPLY = "application/apply-patch+yaml"
@@ -40,27 +42,6 @@ class Applied:
     created: bool
 
 
-class ApiError(Exception):
-    """An API answer the reconciler reacts to by kind."""
-
-    def __init__(self, status: int, reason: str) -> None:
-        super().__init__(f"{status} {reason}")
-        self.status = status
-        self.reason = reason
-
-
-class NotFound(ApiError):
-    pass
-
-
-class Gone(ApiError):
-    pass
-
-
-class Conflict(ApiError):
-    pass
-
-
 class KubeApiLike(Protocol):
     """The writes the reconciler, the recorder and the controller make: ``KubeApi``, or a fake in tests."""
 
@@ -71,22 +52,25 @@ class KubeApiLike(Protocol):
     def close(self) -> None: ...
 
 
-def _message(err: ApiException) -> str:
-    """The apiserver's own explanation (the Status object's message), else the HTTP reason."""
-    try:
-        status = json.loads(err.body or "")
-    except (TypeError, ValueError):
-        status = None
-    message = status.get("message") if isinstance(status, dict) else None
-    return str(message or err.reason)
+# Characters YAML must not see literally in a double-quoted scalar: those outside its printable
+# set (DEL, C1 controls, surrogates, U+FFFE/U+FFFF; the reader refuses them) and those it takes
+# for line breaks and folds into a space (NEL, U+2028, U+2029), plus a stray byte-order mark.
+# JSON leaves them raw when not escaping to ASCII; a \u escape (all are in the BMP) reads the
+# same in JSON and in YAML.
+_YAML_UNSAFE = re.compile("[\x7f-\x9f\u2028\u2029\ud800-\udfff\ufeff\ufffe\uffff]")
 
 
-def _translate(err: ApiException) -> ApiError:
-    # Every error answer becomes an ApiError (a kind of it for the statuses the reconciler tells
-    # apart), so that the reconciler sees e.g. a 422 (our object is invalid) by its status.
-    kinds: dict[int, type[ApiError]] = {404: NotFound, 409: Conflict, 410: Gone}
-    status = int(err.status or 0)
-    return kinds.get(status, ApiError)(status, _message(err))
+def apply_body(obj: dict[str, Any]) -> bytes:
+    """``obj`` as the body of an ``application/apply-patch+yaml`` request: JSON, literal UTF-8.
+
+    The apiserver parses an apply body as YAML. The client's own encoding (``json.dumps`` with
+    ASCII escapes) writes a character outside the Basic Multilingual Plane (an emoji) as a
+    surrogate pair, ``\\ud83d\\ude00``, which JSON allows and YAML refuses ("invalid Unicode
+    character escape code"): such a message wedged its LabServer for good. Literal UTF-8 is
+    valid in both; only the few characters YAML reads differently keep an escape.
+    """
+    text = json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
+    return _YAML_UNSAFE.sub(lambda m: f"\\u{ord(m.group()):04x}", text).encode()
 
 
 def load_client() -> ApiClient:
@@ -114,7 +98,9 @@ class KubeApi:
         try:
             return await loop.run_in_executor(self._pool, call)
         except ApiException as err:
-            raise _translate(err) from err
+            raise translate(err) from err
+        except (TransportError, OSError) as err:  # no answer: refused, reset, timed out
+            raise unreachable(err) from err
 
     async def _patch_child(self, obj: dict[str, Any], body: Any, content_type: str, **options: Any) -> Any:
         """PATCH the Deployment or Service ``obj`` names; returns (data, status code, headers)."""
@@ -135,7 +121,7 @@ class KubeApi:
 
     async def apply(self, obj: dict[str, Any]) -> Applied:
         """Server-side apply: we own exactly the fields we send; force takes them back from hand edits."""
-        data, status_code, _headers = await self._patch_child(obj, obj, APPLY, force=True)
+        data, status_code, _headers = await self._patch_child(obj, apply_body(obj), APPLY, force=True)
         # The client returns a model object; its JSON form is the dict the builders and status use.
         live = dict(self._client.sanitize_for_serialization(data))  # type: ignore[no-untyped-call]  # unannotated
         # 201: this apply created the object (the apiserver's word, not a possibly stale cache's).

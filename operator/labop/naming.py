@@ -93,3 +93,22 @@ def is_controlled_by(child: Mapping[str, Any], ls: Mapping[str, Any]) -> bool:
         return False
     refs = (child.get("metadata") or {}).get("ownerReferences") or []
     return any(ref.get("controller") is True and ref.get("uid") == uid for ref in refs)
+
+
+def is_previous_incarnation(child: Mapping[str, Any], ls: Mapping[str, Any]) -> bool:
+    """Whether ``child`` is controlled by an earlier LabServer of the same name (another uid).
+
+    That happens when a LabServer is deleted and re-created under its name before the garbage
+    collector removed the old one's children: the new one waits for them, it does not fight.
+    """
+    meta = ls.get("metadata") or {}
+    for ref in (child.get("metadata") or {}).get("ownerReferences") or []:
+        if ref.get("controller") is True:
+            group = str(ref.get("apiVersion", "")).split("/", 1)[0]
+            return (
+                group == GROUP
+                and ref.get("kind") == KIND
+                and ref.get("name") == meta.get("name")
+                and ref.get("uid") != meta.get("uid")
+            )
+    return False

@@ -17,7 +17,10 @@ When each condition is set (see `labop.status.compute_status`):
                                              pods still terminating)
                  False  ReplicasUnavailable  updated, but not every replica is ready/available
                  False  <problem reason>     InvalidSpec, ChildConflict or ReconcileError
+                 False  WaitingForCleanup    a child of an earlier LabServer of the same name
+                                             waits for the garbage collector
     Progressing  True   Reconciling          a child does not exist yet
+                 True   WaitingForCleanup    as above: retried shortly, no Event, not Degraded
                  True   RollingOut           the Deployment is rolling out or scaling
                  True   Retrying             a retryable problem; the operator retries
                  False  RolloutComplete      nothing left to do
@@ -59,6 +62,8 @@ REPLICA_FAILURE: Final = "ReplicaFailure"
 INVALID_SPEC: Final = "InvalidSpec"  # the spec fails validation (e.g. stored before a schema change)
 CHILD_CONFLICT: Final = "ChildConflict"  # a same-named Deployment/Service not controlled by us
 RECONCILE_ERROR: Final = "ReconcileError"  # an API call failed; retried with backoff
+# A wait, not a problem: the previous incarnation's children are being garbage-collected.
+WAITING_FOR_CLEANUP: Final = "WaitingForCleanup"
 
 # Event reasons (posted on the LabServer by the controller).
 EVENT_CREATED: Final = "Created"  # a child was created

@@ -2,40 +2,45 @@
 
 Role: one pass for one LabServer key, in small named steps: read it from the cache (gone or
 being deleted: nothing to do, the garbage collector removes the children); parse the spec (bad:
-permanent error, reported in status, not retried); leave same-named children that are not ours
-alone (ChildConflict); server-side apply the Deployment and the Service built by the pure
+permanent error, reported in status, not retried); look at same-named children that are not
+ours (an earlier LabServer's of the same name: wait for the garbage collector; anyone else's:
+ChildConflict, left alone); server-side apply the Deployment and the Service built by the pure
 builders (a deleted child comes back, a hand-edited owned field is restored); compute the status
 from what the apply returned and write it only when it changed; post Events on transitions.
 
-Error kinds (``error_policy`` lives in ``workers``): ``PermanentError`` is reported and not
-retried; any other exception is retried with the queue's rate limiter. A 409 is such a retry.
-Neighbours: ``cache`` (reads), ``kubeapi`` (writes), ``builders``/``status`` (pure), ``recorder``.
+API failures are handled by their verdict in ``apierrors`` (the table users read in the README):
+gone or namespace terminating ends the pass quietly, a conflict requeues at once, our own object
+refused is InvalidSpec (permanent), the rest is a ``TransientError`` retried with backoff and
+shown as Degraded=ReconcileError. Anything else escaping from here is a bug.
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, NoReturn
 
 from labop import reasons
+from labop.apierrors import ApiError, Verdict, classify
 from labop.builders import build_deployment, build_service
 from labop.cache import Cache, Key
-from labop.errors import PermanentError
-from labop.kubeapi import ApiError, Applied, Conflict, Gone, KubeApiLike, NotFound
+from labop.errors import PermanentError, TransientError
+from labop.kubeapi import Applied, KubeApiLike
 from labop.naming import is_controlled_by
 from labop.recorder import NORMAL, WARNING, EventRecorder
 from labop.spec import LabServerSpec, parse_spec
-from labop.status import Problem, compute_status
+from labop.status import Problem, compute_status, foreign_children_problem
 from labop.workers import Result
 
 log = logging.getLogger("labop.reconciler")
 Children = dict[str, dict[str, Any] | None]
+# How soon to look again while an earlier incarnation's children wait for the garbage collector
+# (their deletion events requeue the key too; this is the safety net for a lagging cache).
+CLEANUP_RECHECK_SECONDS = 1.0
 
 
 def _now() -> datetime:
@@ -119,18 +124,33 @@ class Reconciler:
         ls = self._with_freshest_status(key, ls)
         spec = await self._parse(ls)
         try:
-            children = await self._apply_children(key, ls, spec)
-            await self._write_status(ls, children, problem=None)
-        except (NotFound, Gone):
-            return None  # the LabServer or its namespace went away meanwhile
-        except Conflict:
-            raise  # optimistic concurrency: routine, retried at once by the rate limiter, not news
+            return await self._sync(key, ls, spec)
         except ApiError as err:
-            # Temporary (403, 429, 5xx, a webhook's refusal...): the workers retry with backoff;
-            # meanwhile the user sees why in the status instead of a stale Ready=True.
-            await self._report_temporary(ls, err)
-            raise
+            return await self._on_api_error(ls, err)
+
+    async def _sync(self, key: Key, ls: dict[str, Any], spec: LabServerSpec) -> Result | None:
+        cached: Children = {"Deployment": self._cache.deployment(key), "Service": self._cache.service(key)}
+        if waiting := await self._check_foreign_children(ls, cached):
+            return waiting
+        children = await self._apply_children(key, ls, spec, cached)
+        await self._write_status(ls, children, problem=None)
         return None
+
+    async def _on_api_error(self, ls: dict[str, Any], err: ApiError) -> Result | None:
+        meta = ls["metadata"]
+        verdict = classify(err)
+        if verdict is Verdict.GONE:
+            # The LabServer or its namespace is going away (404/410, NamespaceTerminating).
+            log.debug("stopped, gone key=%s/%s error=%s", meta["namespace"], meta["name"], err)
+            return None
+        if verdict is Verdict.CONFLICT:
+            # Optimistic concurrency: routine; again at once, from a fresher cache.
+            log.debug("conflict, requeued key=%s/%s error=%s", meta["namespace"], meta["name"], err)
+            return Result(requeue=True)
+        # Temporary (429, 5xx, a 403, a webhook's refusal, no answer): the workers retry with
+        # backoff; meanwhile the user sees why in the status instead of a stale Ready=True.
+        await self._report_temporary(ls, err)
+        raise TransientError(str(err)) from err
 
     # --- steps --------------------------------------------------------------------------
 
@@ -164,24 +184,25 @@ class Reconciler:
             await self._report_problem(ls, Problem(reasons.INVALID_SPEC, str(err)))
             raise
 
-    async def _apply_children(self, key: Key, ls: dict[str, Any], spec: LabServerSpec) -> Children:
-        desired = {"Deployment": build_deployment(ls, spec), "Service": build_service(ls, spec)}
-        cached = {"Deployment": self._cache.deployment(key), "Service": self._cache.service(key)}
-        strangers = [
-            kind for kind, child in cached.items() if child is not None and not is_controlled_by(child, ls)
+    async def _check_foreign_children(self, ls: dict[str, Any], cached: Children) -> Result | None:
+        """Same-named children we do not control: wait for an earlier incarnation's, refuse others'."""
+        foreign = [
+            (kind, child) for kind, child in cached.items() if child and not is_controlled_by(child, ls)
         ]
-        if strangers:
-            # Race: a stranger created after the cache last saw the name would be adopted by the
-            # apply below if it has no controller; with one, the apiserver refuses our apply.
-            names = ", ".join(f"{kind} {key[1]}" for kind in strangers)
-            await self._report_problem(
-                ls,
-                Problem(
-                    reasons.CHILD_CONFLICT,
-                    f"{names} exists and is not controlled by this LabServer; delete or rename it",
-                ),
-            )
-            raise PermanentError(f"child conflict: {names}")
+        if not foreign:
+            return None
+        # Race: a stranger created after the cache last saw the name would be adopted by the
+        # apply if it has no controller; with one, the apiserver refuses our apply.
+        problem = foreign_children_problem(ls, foreign)
+        await self._report_problem(ls, problem)
+        if problem.waiting:
+            return Result(requeue_after=CLEANUP_RECHECK_SECONDS)
+        raise PermanentError(problem.message)
+
+    async def _apply_children(
+        self, key: Key, ls: dict[str, Any], spec: LabServerSpec, cached: Children
+    ) -> Children:
+        desired = {"Deployment": build_deployment(ls, spec), "Service": build_service(ls, spec)}
         children: Children = {}
         for kind, obj in desired.items():
             children[kind] = await self._apply_if_changed(key, ls, obj, cached[kind])
@@ -220,32 +241,36 @@ class Reconciler:
         try:
             return await self._api.apply(obj)
         except ApiError as err:
-            if err.status != 422:
+            if classify(err) is not Verdict.INVALID:
                 raise
-            if existed:
-                # Server-side apply merges list entries by key (a Service port by port number,
-                # a container by name): a hand edit that changed a key leaves a foreign entry
-                # beside ours, and the merged object is invalid (e.g. two ports named "api").
-                # Put our list back whole, then apply again.
-                meta = ls["metadata"]
-                log.info(
-                    "apply refused, resetting owned list key=%s/%s kind=%s error=%s",
-                    meta["namespace"],
-                    meta["name"],
-                    obj["kind"],
-                    err.reason,
-                )
-                try:
-                    await self._api.json_patch(obj, _reset_owned_lists(obj))
-                    return await self._api.apply(obj)
-                except ApiError as again:
-                    if again.status != 422:
-                        raise
-                    err = again
-            # Our desired object itself is invalid: only a spec change helps.
-            problem = Problem(reasons.INVALID_SPEC, f"{obj['kind']} rejected by the API server: {err.reason}")
-            await self._report_problem(ls, problem)
-            raise PermanentError(problem.message) from err
+            if not (existed and err.status == 422):
+                await self._refused(ls, obj, err)
+            refusal = err
+        # Server-side apply merges list entries by key (a Service port by port number, a
+        # container by name): a hand edit that changed a key leaves a foreign entry beside ours,
+        # and the merged object is invalid (e.g. two ports named "api"). Put our list back
+        # whole, then apply again.
+        meta = ls["metadata"]
+        log.info(
+            "apply refused, resetting owned list key=%s/%s kind=%s error=%s",
+            meta["namespace"],
+            meta["name"],
+            obj["kind"],
+            refusal.reason,
+        )
+        try:
+            await self._api.json_patch(obj, _reset_owned_lists(obj))
+            return await self._api.apply(obj)
+        except ApiError as err:
+            if classify(err) is not Verdict.INVALID:
+                raise
+            await self._refused(ls, obj, err)
+
+    async def _refused(self, ls: dict[str, Any], obj: dict[str, Any], err: ApiError) -> NoReturn:
+        """The apiserver refused the object we built: only a spec change helps (InvalidSpec)."""
+        problem = Problem(reasons.INVALID_SPEC, f"{obj['kind']} rejected by the API server: {err.reason}")
+        await self._report_problem(ls, problem)
+        raise PermanentError(problem.message) from err
 
     async def _write_status(self, ls: dict[str, Any], children: Children, *, problem: Problem | None) -> None:
         old = ls.get("status") or {}
@@ -299,9 +324,13 @@ class Reconciler:
     async def _report_problem(self, ls: dict[str, Any], problem: Problem) -> None:
         """Status and a Warning Event, once per distinct problem (not on every retry)."""
         known = _condition(ls.get("status"), reasons.DEGRADED)
-        if known.get("reason") != problem.reason or known.get("message") != problem.message:
+        news = known.get("reason") != problem.reason or known.get("message") != problem.message
+        if news and not problem.waiting:  # a wait for the garbage collector is nobody's problem
             await self._recorder.record(ls, WARNING, problem.reason, problem.message)
         key = (ls["metadata"]["namespace"], ls["metadata"]["name"])
         children: Children = {"Deployment": self._cache.deployment(key), "Service": self._cache.service(key)}
-        with contextlib.suppress(NotFound, Gone):
+        try:
             await self._write_status(ls, children, problem=problem)
+        except ApiError as err:
+            if classify(err) is not Verdict.GONE:
+                raise

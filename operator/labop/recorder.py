@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+from labop.apierrors import ApiError, Verdict, classify
 from labop.kubeapi import KubeApiLike
 
 NORMAL, WARNING = "Normal", "Warning"
@@ -61,4 +62,12 @@ class EventRecorder:
             await self._api.create_event(meta["namespace"], event)
         except Exception as err:  # an Event must never fail a reconcile
             key = f"{meta['namespace']}/{meta['name']}"
-            log.warning("event not posted key=%s reason=%s error=%r", key, reason, err)
+            # Into a namespace being deleted nothing can be posted, and nobody would read it.
+            gone = isinstance(err, ApiError) and classify(err) is Verdict.GONE
+            log.log(
+                logging.DEBUG if gone else logging.WARNING,
+                "event not posted key=%s reason=%s error=%s",
+                key,
+                reason,
+                err,
+            )

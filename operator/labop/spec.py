@@ -176,6 +176,8 @@ def _parse_message(value: object, errors: list[str]) -> str:
         return DEFAULT_MESSAGE
     if len(value) > MAX_MESSAGE_LENGTH:
         errors.append(f"spec.message: must be at most {MAX_MESSAGE_LENGTH} characters, got {len(value)}")
+    if "\x00" in value:
+        errors.append("spec.message: must not contain NUL (an environment variable cannot hold it)")
     return value
 
 

@@ -34,13 +34,15 @@ class Problem:
     """Why the controller could not (fully) reconcile the current generation.
 
     `reason` is a CamelCase condition reason (see `labop.reasons`: InvalidSpec, ChildConflict,
-    ReconcileError); `retryable` says whether the controller will try again by itself, which
-    keeps Progressing True (reason Retrying) instead of False.
+    ReconcileError, WaitingForCleanup); `retryable` says whether the controller will try again
+    by itself, which keeps Progressing True (reason Retrying) instead of False; `waiting` marks
+    a wait that needs no one (Progressing True with the reason, Degraded stays False).
     """
 
     reason: str
     message: str
     retryable: bool = False
+    waiting: bool = False
 
     def __post_init__(self) -> None:
         # A bad reason would make the apiserver refuse the whole status write.
@@ -148,6 +150,8 @@ def progressing_verdict(
 ) -> Verdict:
     """Progressing: something is moving towards the spec (a rollout, a scale, a retry)."""
     if problem is not None:
+        if problem.waiting:
+            return Verdict(TRUE, problem.reason, problem.message)
         if problem.retryable:
             return Verdict(TRUE, reasons.RETRYING, f"Retrying after an error: {problem.message}")
         return Verdict(FALSE, problem.reason, problem.message)
@@ -164,7 +168,7 @@ def progressing_verdict(
 
 def degraded_verdict(deployment: Mapping[str, Any] | None, problem: Problem | None) -> Verdict:
     """Degraded: something is wrong that will not fix itself soon, or needs a human."""
-    if problem is not None:
+    if problem is not None and not problem.waiting:
         return Verdict(TRUE, problem.reason, problem.message)
     if deployment is not None:
         # ReplicaFailure first: it names the cause (e.g. Pod Security refusing the pods) of the
@@ -254,18 +258,45 @@ def _disown_foreign_children(
     service: Mapping[str, Any] | None,
     problem: Problem | None,
 ) -> tuple[Mapping[str, Any] | None, Mapping[str, Any] | None, Problem | None]:
+    children = (("Deployment", deployment), ("Service", service))
     foreign = [
-        f"{kind} {naming.child_name(ls)!r} exists and is not controlled by this LabServer"
-        for kind, child in (("Deployment", deployment), ("Service", service))
+        (kind, child)
+        for kind, child in children
         if child is not None and not naming.is_controlled_by(child, ls)
     ]
     if foreign and problem is None:
-        problem = Problem(reasons.CHILD_CONFLICT, "; ".join(foreign) + ".")
+        problem = foreign_children_problem(ls, foreign)
     if deployment is not None and not naming.is_controlled_by(deployment, ls):
         deployment = None
     if service is not None and not naming.is_controlled_by(service, ls):
         service = None
     return deployment, service, problem
+
+
+def foreign_children_problem(
+    ls: Mapping[str, Any], foreign: Sequence[tuple[str, Mapping[str, Any]]]
+) -> Problem:
+    """What same-named children that ``ls`` does not control mean for it.
+
+    All of them left by an earlier LabServer of the same name: a wait for the garbage collector.
+    Any other: a ChildConflict that only a human can resolve.
+    """
+    name = naming.child_name(ls)
+    if all(naming.is_previous_incarnation(child, ls) for _, child in foreign):
+        kinds = " and ".join(kind for kind, _ in foreign)
+        return Problem(
+            reasons.WAITING_FOR_CLEANUP,
+            f"Waiting for the garbage collector to remove the {kinds} {name!r} of a deleted "
+            "LabServer of the same name.",
+            waiting=True,
+        )
+    strangers = ", ".join(
+        f"{kind} {name}" for kind, child in foreign if not naming.is_previous_incarnation(child, ls)
+    )
+    return Problem(
+        reasons.CHILD_CONFLICT,
+        f"{strangers} exists and is not controlled by this LabServer; delete or rename it",
+    )
 
 
 def _missing_child(deployment: Mapping[str, Any] | None, service: Mapping[str, Any] | None) -> str | None:

@@ -13,8 +13,13 @@ outcome                                  what the queue is told
 =======================================  =====================================================
 returns None or Result()                 forget (reset the key's backoff)
 returns Result(requeue_after=s), s > 0   forget, then add_after(key, s)
-raises PermanentError                    forget; not retried; counted as an error
-raises anything else                     add_rate_limited(key); counted as an error; logged
+returns Result(requeue=True)             add_rate_limited(key): again soon, backing off if it
+                                         persists (e.g. a 409); not an error
+raises PermanentError                    forget; not retried; counted as an error; WARNING
+raises TransientError                    add_rate_limited(key); counted as an error; WARNING,
+                                         one line, no traceback (an answer we understand)
+raises anything else (a bug)             add_rate_limited(key); counted as an error; ERROR
+                                         with the traceback
 returns something else (a bug)           as "anything else", also counted as a panic
 =======================================  =====================================================
 
@@ -31,7 +36,7 @@ import math
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from labop.errors import PermanentError
+from labop.errors import PermanentError, TransientError
 from labop.metrics import ControllerMetrics
 from labop.workqueue import QueueShutDown, WorkQueue
 
@@ -45,6 +50,7 @@ class Result:
     """What a successful reconcile asks for: nothing more, or another look after some seconds."""
 
     requeue_after: float | None = None  # seconds; None or 0 = done
+    requeue: bool = False  # again after the rate limiter's delay (ignored with requeue_after)
 
     def __post_init__(self) -> None:
         value = self.requeue_after
@@ -214,9 +220,11 @@ class WorkerPool:
     async def _reconcile_handler(self, key: Key) -> None:
         started = self._queue.clock.now()
         try:
-            requeue_after = _requeue_after(await self._reconcile(key))
+            result = _checked(await self._reconcile(key))
         except PermanentError as error:
             self._on_permanent_error(key, error, started)
+        except TransientError as error:
+            self._on_error(key, error, started, panic=False, level=logging.WARNING)
         except asyncio.CancelledError as error:
             task = asyncio.current_task()
             if task is not None and task.cancelling():
@@ -228,11 +236,17 @@ class WorkerPool:
             panic = isinstance(error, BadReconcileResult) or not isinstance(error, Exception)
             self._on_error(key, error, started, panic=panic)
         else:
-            self._on_success(key, requeue_after, started)
+            self._on_success(key, result, started)
 
     # ----------------------------------------------------------------- outcomes
 
-    def _on_success(self, key: Key, requeue_after: float, started: float) -> None:
+    def _on_success(self, key: Key, result: Result, started: float) -> None:
+        requeue_after = result.requeue_after or 0.0
+        if result.requeue and not requeue_after:
+            delay = self._queue.add_rate_limited(key)
+            self._observe("requeue", started)
+            self._log(logging.DEBUG, "requeued", key=key, requeue_in=delay)
+            return
         self._queue.forget(key)
         if requeue_after > 0:
             self._queue.add_after(key, requeue_after)
@@ -247,9 +261,14 @@ class WorkerPool:
         if self._metrics is not None:
             self._metrics.error(terminal=True)
         self._observe("error", started)
-        self._log(logging.ERROR, "reconcile failed permanently", key=key, error=_describe(error), retry="no")
+        # The owner of the object was told (status, Event); the operator's admin has nothing to do.
+        self._log(
+            logging.WARNING, "reconcile failed permanently", key=key, error=_describe(error), retry="no"
+        )
 
-    def _on_error(self, key: Key, error: BaseException, started: float, *, panic: bool) -> None:
+    def _on_error(
+        self, key: Key, error: BaseException, started: float, *, panic: bool, level: int = logging.ERROR
+    ) -> None:
         delay = self._queue.add_rate_limited(key)
         if self._metrics is not None:
             self._metrics.error()
@@ -262,7 +281,9 @@ class WorkerPool:
         else:
             fields["requeue_in"] = delay
             fields["requeues"] = self._queue.num_requeues(key)
-        self._log(logging.ERROR, "reconcile failed", exc_info=error, **fields)
+        # A traceback only where it helps: a failure we did not foresee (a bug).
+        traceback = error if level >= logging.ERROR else None
+        self._log(level, "reconcile failed", exc_info=traceback, **fields)
 
     def _observe(self, result: str, started: float) -> None:
         if self._metrics is not None:
@@ -277,12 +298,12 @@ class WorkerPool:
             self._logger.log(level, "%s", line, exc_info=exc_info)
 
 
-def _requeue_after(result: object) -> float:
+def _checked(result: object) -> Result:
     if result is None:
-        return 0.0
+        return Result()
     if not isinstance(result, Result):
         raise BadReconcileResult(f"reconcile returned {type(result).__name__}, expected Result or None")
-    return result.requeue_after or 0.0
+    return result
 
 
 def _describe(error: BaseException) -> str:

@@ -245,7 +245,8 @@ def load_settings(argv: Sequence[str], environ: Mapping[str, str]) -> Settings:
     )
     return Settings(
         listeners=listeners,
-        message=_pick(args.message, environ, "LABHTTP_MESSAGE", str, DEFAULT_MESSAGE),
+        # Set but empty is an empty message (a LabServer may ask for one), not "unset".
+        message=args.message if args.message is not None else environ.get("LABHTTP_MESSAGE", DEFAULT_MESSAGE),
         metrics_listener=_metrics_listener(explicit_metrics, listeners),
         shutdown_timeout=_pick(
             args.shutdown_timeout,

@@ -2,86 +2,28 @@
 
 from __future__ import annotations
 
-import tempfile
 from collections.abc import Iterator
-from pathlib import Path
-from typing import Any
 
 import pytest
-from kubernetes.client import ApiClient, AppsV1Api, CoreV1Api, CustomObjectsApi
+from kubernetes.client import ApiClient
 from prometheus_client.parser import text_string_to_metric_families
-from tests.support.cluster import CRDS, Cluster, or_none
+from tests.support.cluster import CRDS, Cluster
+from tests.support.lab import Lab, a_labserver, container_env, running_operator
 from tests.support.operator import OperatorProcess
 from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.cluster
-GROUP, VERSION, PLURAL = "k8slab.dev", "v1alpha1", "labservers"
 
 
 @pytest.fixture(scope="module")
 def operator(full_cluster: Cluster) -> Iterator[OperatorProcess]:
-    with tempfile.TemporaryDirectory(prefix="k8s-lab-operator-") as folder:
-        op = OperatorProcess(full_cluster.kubeconfig, Path(folder) / "operator.log", resync_seconds="30")
-        op.start()
-        try:
-            yield op
-        finally:
-            op.stop()
-            print("--- operator log tail ---\n" + op.log_tail())
-
-
-def a_labserver(name: str, **spec: Any) -> dict[str, Any]:
-    return {"apiVersion": f"{GROUP}/{VERSION}", "kind": "LabServer", "metadata": {"name": name}, "spec": spec}
-
-
-class Lab:
-    """The calls these tests make, named by intent."""
-
-    def __init__(self, api: ApiClient, namespace: str) -> None:
-        self.ns = namespace
-        self.objects, self.apps, self.core = CustomObjectsApi(api), AppsV1Api(api), CoreV1Api(api)
-
-    def create(self, body: dict[str, Any]) -> dict[str, Any]:
-        return self.objects.create_namespaced_custom_object(GROUP, VERSION, self.ns, PLURAL, body)
-
-    def get(self, name: str) -> dict[str, Any]:
-        return self.objects.get_namespaced_custom_object(GROUP, VERSION, self.ns, PLURAL, name)
-
-    def patch_spec(self, name: str, spec: dict[str, Any]) -> None:
-        self.objects.patch_namespaced_custom_object(GROUP, VERSION, self.ns, PLURAL, name, {"spec": spec})
-
-    def delete(self, name: str) -> None:
-        self.objects.delete_namespaced_custom_object(GROUP, VERSION, self.ns, PLURAL, name)
-
-    def deployment(self, name: str) -> Any:
-        return or_none(lambda: self.apps.read_namespaced_deployment(name, self.ns))
-
-    def service(self, name: str) -> Any:
-        return or_none(lambda: self.core.read_namespaced_service(name, self.ns))
-
-    def condition(self, name: str, kind: str) -> dict[str, Any]:
-        for cond in self.get(name).get("status", {}).get("conditions", []):
-            if cond["type"] == kind:
-                return dict(cond)
-        return {}
-
-    def is_ready(self, name: str) -> bool:
-        ls = self.get(name)
-        ready = self.condition(name, "Ready").get("status") == "True"
-        return ready and ls["status"].get("observedGeneration") == ls["metadata"]["generation"]
-
-    def event_reasons(self, name: str) -> set[str]:
-        events = self.core.list_namespaced_event(self.ns, field_selector=f"involvedObject.name={name}").items
-        return {e.reason for e in events if e.involved_object.kind == "LabServer"}
+    with running_operator(full_cluster) as op:
+        yield op
 
 
 @pytest.fixture
 def lab(operator: OperatorProcess, api: ApiClient, namespace: str) -> Lab:
     return Lab(api, namespace)
-
-
-def container_env(deployment: Any) -> dict[str, str]:
-    return {e.name: e.value for e in deployment.spec.template.spec.containers[0].env}
 
 
 def test_a_new_labserver_gets_owned_children_and_kubectl_wait_sees_it_ready(

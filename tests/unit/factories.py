@@ -115,6 +115,20 @@ def a_service(ls: Mapping[str, Any], *, owner_uid: str | None = None) -> dict[st
     return service
 
 
+def controlled_by_a_stranger(child: dict[str, Any]) -> dict[str, Any]:
+    """``child`` with its controller reference pointing at an object of another kind (not ours)."""
+    child["metadata"]["ownerReferences"] = [
+        {
+            "apiVersion": "example.com/v1",
+            "kind": "Other",
+            "name": "hello",
+            "uid": "someone-else",
+            "controller": True,
+        }
+    ]
+    return child
+
+
 def a_deployment_condition(kind: str, status: str, reason: str, message: str) -> dict[str, Any]:
     return {"type": kind, "status": status, "reason": reason, "message": message}
 

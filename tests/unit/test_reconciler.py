@@ -19,17 +19,18 @@ import pytest
 from kubernetes.client import ApiClient
 from kubernetes.client.exceptions import ApiException
 from tests.support.fakes import COUNTS, FakeApi
-from tests.unit.factories import NOW, a_labserver, a_service, a_spec
+from tests.unit.factories import NOW, a_labserver, a_service, a_spec, controlled_by_a_stranger
 
 from labop import reasons
 from labop.builders import build_deployment, build_service
 from labop.cache import Cache, Key, child_entry, labserver_entry
-from labop.errors import PermanentError
+from labop.errors import PermanentError, TransientError
 from labop.kubeapi import APPLY, MERGE, ApiError, Conflict, Gone, KubeApi, NotFound
-from labop.reconciler import Reconciler
+from labop.reconciler import CLEANUP_RECHECK_SECONDS, Reconciler
 from labop.recorder import EventRecorder
 from labop.spec import DEFAULT_IMAGE
 from labop.status import Problem, compute_status
+from labop.workers import Result
 
 KEY: Key = ("lab", "hello")
 Entries = dict[Key, list[dict[str, Any]]]
@@ -277,7 +278,7 @@ async def test_a_same_named_stranger_is_a_child_conflict_and_nothing_is_applied(
     stranger["metadata"]["ownerReferences"] = []
     world.store_child(stranger)
 
-    with pytest.raises(PermanentError, match=f"child conflict: {kind} hello"):
+    with pytest.raises(PermanentError, match=f"{kind} hello exists and is not controlled"):
         await world.reconciler.reconcile(KEY)
 
     assert world.api.applied == []
@@ -288,12 +289,44 @@ async def test_a_same_named_stranger_is_a_child_conflict_and_nothing_is_applied(
     assert message == f"{kind} hello exists and is not controlled by this LabServer; delete or rename it"
 
 
-async def test_a_child_of_an_earlier_labserver_with_the_same_name_is_a_stranger_too(world: World) -> None:
+async def test_a_child_of_an_earlier_labserver_with_the_same_name_is_waited_for_quietly(world: World) -> None:
     ls = world.store(a_labserver(uid="new-uid"))
     world.store_child(a_service(ls, owner_uid="old-uid"))
-    with pytest.raises(PermanentError, match="child conflict"):
-        await world.reconciler.reconcile(KEY)
+
+    result = await world.reconciler.reconcile(KEY)
+
+    assert result == Result(requeue_after=CLEANUP_RECHECK_SECONDS)  # a short requeue, no error
     assert world.api.applied == []
+    assert world.api.events == []  # no Warning: the user has nothing to delete
+    (status,) = world.api.statuses
+    assert conditions(status) == {
+        "Ready": ("False", "WaitingForCleanup"),
+        "Progressing": ("True", "WaitingForCleanup"),
+        "Degraded": ("False", "AsExpected"),
+    }
+
+
+async def test_once_the_earlier_labservers_child_is_collected_the_new_one_gets_its_own(world: World) -> None:
+    ls = world.store(a_labserver(uid="new-uid"))
+    world.store_child(a_service(ls, owner_uid="old-uid"))
+    await world.reconciler.reconcile(KEY)
+    world.store_what_was_written()
+    del world.services[KEY]  # the garbage collector removed it
+    world.api.existing.discard(("Service", *KEY))
+
+    await world.reconcile()
+
+    assert world.api.applied_kinds == ["Deployment", "Service"]
+    assert conditions(world.api.statuses[-1])["Ready"] == ("True", "Available")
+
+
+async def test_a_stranger_beside_an_earlier_labservers_child_is_a_conflict(world: World) -> None:
+    ls = world.store(a_labserver(uid="new-uid"))
+    world.store_child(a_service(ls, owner_uid="old-uid"))
+    world.store_child(controlled_by_a_stranger(build_deployment(ls, a_spec(ls))))
+    with pytest.raises(PermanentError, match="Deployment hello exists and is not controlled"):
+        await world.reconciler.reconcile(KEY)
+    assert [event[:2] for event in world.api.events] == [("Warning", "ChildConflict")]
 
 
 async def test_a_422_from_the_apply_is_an_invalid_spec_and_stops_the_pass(world: World) -> None:
@@ -310,24 +343,55 @@ async def test_a_422_from_the_apply_is_an_invalid_spec_and_stops_the_pass(world:
     assert world.api.events == [("Warning", "InvalidSpec", expected)]
 
 
-async def test_a_500_from_the_apply_propagates_for_the_workers_to_retry(world: World) -> None:
+@pytest.mark.parametrize(
+    "error",
+    [
+        ApiError(500, "etcdserver: request timed out"),
+        ApiError(429, "too many requests"),
+        ApiError(503, "service unavailable"),
+        ApiError(0, "API server unreachable: ConnectionRefusedError"),
+    ],
+)
+async def test_a_temporary_api_failure_is_a_transient_error_retried_by_the_workers(
+    world: World, error: ApiError
+) -> None:
     world.store(a_labserver())
-    world.api.apply_errors["Deployment"] = ApiError(500, "etcdserver: request timed out")
+    world.api.apply_errors["Deployment"] = error
 
-    with pytest.raises(ApiError) as raised:
+    with pytest.raises(TransientError) as raised:
         await world.reconciler.reconcile(KEY)
 
-    assert not isinstance(raised.value, PermanentError)
-    assert raised.value.status == 500
+    assert raised.value.__cause__ is error
     (status,) = world.api.statuses  # the user sees why while the workers retry
     assert conditions(status)["Degraded"] == ("True", "ReconcileError")
 
 
-async def test_a_conflict_from_the_apply_propagates_for_a_retry(world: World) -> None:
+async def test_a_conflict_from_the_apply_requeues_at_once_without_an_error(world: World) -> None:
     world.store(a_labserver())
     world.api.apply_errors["Service"] = Conflict(409, "the object has been modified")
-    with pytest.raises(Conflict):
+    assert await world.reconciler.reconcile(KEY) == Result(requeue=True)
+    assert world.api.statuses == []
+    assert [event for event in world.api.events if event[0] == "Warning"] == []
+
+
+async def test_a_namespace_being_deleted_ends_the_pass_quietly(world: World) -> None:
+    world.store(a_labserver())
+    world.api.apply_errors["Deployment"] = ApiError(
+        403,
+        'deployments.apps "hello" is forbidden: unable to create new content in namespace lab '
+        "because it is being terminated",
+        ("NamespaceTerminating",),
+    )
+    await world.reconcile()
+    assert world.api.statuses == [] and world.api.events == []
+
+
+async def test_a_400_for_our_own_object_is_an_invalid_spec(world: World) -> None:
+    world.store(a_labserver())
+    world.api.apply_errors["Deployment"] = ApiError(400, "error decoding YAML: invalid character")
+    with pytest.raises(PermanentError, match="Deployment rejected by the API server: error decoding YAML"):
         await world.reconciler.reconcile(KEY)
+    assert conditions(world.api.statuses[-1])["Degraded"] == ("True", "InvalidSpec")
 
 
 @pytest.mark.parametrize("error", [NotFound(404, "not found"), Gone(410, "gone")])
@@ -419,7 +483,8 @@ async def test_kubeapi_applies_a_deployment_server_side_with_our_field_manager_a
     applied = await kube_api.apply(deployment)
 
     ((args, kwargs),) = method.calls
-    assert args == ("hello", "lab", deployment)
+    assert args[:2] == ("hello", "lab")
+    assert json.loads(args[2]) == deployment  # sent as bytes: see apply_body
     assert kwargs == {
         "field_manager": "k8s-lab",
         "force": True,
@@ -551,7 +616,7 @@ async def test_a_temporary_api_error_is_shown_in_status_and_still_retried(world:
     world.api.apply_errors["Deployment"] = ApiError(
         403, 'deployments.apps is forbidden: User "x" cannot patch'
     )
-    with pytest.raises(ApiError):
+    with pytest.raises(TransientError):
         await world.reconcile()
     (status,) = world.api.statuses
     assert conditions(status)["Degraded"] == ("True", "ReconcileError")

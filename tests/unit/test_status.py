@@ -13,6 +13,7 @@ from tests.unit.factories import (
     a_deployment_condition,
     a_labserver,
     a_service,
+    controlled_by_a_stranger,
     root_schema,
     schema_errors,
 )
@@ -219,7 +220,7 @@ def test_pods_the_deployment_cannot_create_make_it_degraded_with_the_cause() -> 
 @pytest.mark.parametrize("child", ["deployment", "service"])
 def test_a_same_named_child_controlled_by_another_object_is_a_child_conflict(child: str) -> None:
     ls = a_labserver(replicas=2)
-    foreign = {"deployment": a_deployment, "service": a_service}[child](ls, owner_uid="someone-else")
+    foreign = controlled_by_a_stranger({"deployment": a_deployment, "service": a_service}[child](ls))
     status = status_for(ls, **{child: foreign})  # type: ignore[arg-type]
     assert summary(status) == {
         "Ready": ("False", "ChildConflict"),
@@ -228,9 +229,35 @@ def test_a_same_named_child_controlled_by_another_object_is_a_child_conflict(chi
     }
     kind = {"deployment": "Deployment", "service": "Service"}[child]
     assert (
-        f"{kind} 'hello' exists and is not controlled by this LabServer"
+        f"{kind} hello exists and is not controlled by this LabServer"
         in condition(status, "Ready")["message"]
     )
+
+
+@pytest.mark.parametrize("child", ["deployment", "service"])
+def test_a_child_left_by_an_earlier_labserver_of_the_same_name_is_waited_for_not_a_conflict(
+    child: str,
+) -> None:
+    ls = a_labserver(replicas=2)
+    earlier = {"deployment": a_deployment, "service": a_service}[child](ls, owner_uid="earlier-uid")
+    status = status_for(ls, **{child: earlier})  # type: ignore[arg-type]
+    assert summary(status) == {
+        "Ready": ("False", "WaitingForCleanup"),
+        "Progressing": ("True", "WaitingForCleanup"),
+        "Degraded": ("False", "AsExpected"),
+    }
+    assert "garbage collector" in condition(status, "Ready")["message"]
+
+
+def test_an_earlier_labservers_child_beside_a_strangers_is_still_a_conflict() -> None:
+    ls = a_labserver()
+    status = status_for(
+        ls,
+        deployment=a_deployment(ls, owner_uid="earlier-uid"),
+        service=controlled_by_a_stranger(a_service(ls)),
+    )
+    assert summary(status)["Degraded"] == ("True", "ChildConflict")
+    assert "Service hello exists" in condition(status, "Ready")["message"]
 
 
 def test_a_foreign_deployments_numbers_are_not_reported_as_ours() -> None:

@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable
 import pytest
 
 from labop.clock import FakeClock
-from labop.errors import PermanentError
+from labop.errors import PermanentError, TransientError
 from labop.workers import Key, Result, WorkerPool
 from labop.workqueue import WorkQueue
 
@@ -202,6 +202,45 @@ async def test_failures_are_logged_as_key_value_pairs_naming_the_object(
     ) in messages
     failed = next(record for record in caplog.records if "requeue_in" in record.getMessage())
     assert failed.exc_info is not None, "an unexpected error carries its traceback"
+    await pool.stop()
+
+
+async def test_log_levels_say_who_must_act(caplog: pytest.LogCaptureFixture) -> None:
+    recorder = Recorder(TransientError("503 unavailable"), PermanentError("bad spec"), RuntimeError("bug"))
+    pool, queue, clock = make_pool(recorder)
+    caplog.set_level(logging.INFO, logger="labop.workers")
+    await pool.start()
+    await queue.add(A)
+    await settle()
+    clock.advance(1)
+    await settle()
+    await queue.add(A)
+    await settle()
+    by_error = {
+        record.getMessage().split("error=")[1].split(" ")[0]: record
+        for record in caplog.records
+        if "error=" in record.getMessage()
+    }
+    transient, permanent, bug = (
+        by_error[f'"{kind}:'] for kind in ("TransientError", "PermanentError", "RuntimeError")
+    )
+    # An answer we understand: one line, no traceback; bad input: told to its owner, not to admins.
+    assert (transient.levelno, transient.exc_info) == (logging.WARNING, None)
+    assert (permanent.levelno, permanent.exc_info) == (logging.WARNING, None)
+    # Only a failure nobody foresaw is an ERROR with its traceback.
+    assert bug.levelno == logging.ERROR and bug.exc_info is not None
+    await pool.stop()
+
+
+async def test_a_requeue_result_comes_back_after_the_rate_limiters_delay_without_an_error() -> None:
+    recorder = Recorder(Result(requeue=True))
+    pool, queue, clock = await started_with(recorder, A)
+    assert recorder.calls == [A]
+    assert queue.num_requeues(A) == 1  # rate-limited, so a persistent conflict backs off
+    clock.advance(0.005)
+    await settle()
+    assert recorder.calls == [A, A]
+    assert queue.num_requeues(A) == 0  # the plain success that followed forgot it
     await pool.stop()
 
 
