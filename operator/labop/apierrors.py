@@ -43,7 +43,7 @@ class ApiError(Exception):
         super().__init__(f"{status} {reason}" if status else reason)
         self.status = status
         self.reason = reason
-        self.causes = causes  # the Status object's details.causes[].type
+        self.causes = causes  # the type of each of the Status object's details.causes
 
 
 class NotFound(ApiError):
@@ -92,8 +92,9 @@ def translate(err: ApiException) -> ApiError:
     message = str(status_object.get("message") or err.reason)
     details = status_object.get("details")
     causes = details.get("causes") if isinstance(details, dict) else None
+    # A StatusCause's type travels as "reason" on the wire (its Go field is Type, json:"reason").
     cause_types = tuple(
-        str(cause.get("type")) for cause in causes or [] if isinstance(cause, dict) and cause.get("type")
+        str(cause.get("reason")) for cause in causes or [] if isinstance(cause, dict) and cause.get("reason")
     )
     kinds: dict[int, type[ApiError]] = {404: NotFound, 409: Conflict, 410: Gone}
     status = int(err.status or 0)

@@ -32,6 +32,10 @@ T = TypeVar("T")
 APPLY = "application/apply-patch+yaml"
 MERGE = "application/merge-patch+json"
 JSON_PATCH = "application/json-patch+json"
+CHILD_PATHS = {
+    "Deployment": "/apis/apps/v1/namespaces/{namespace}/deployments/{name}",
+    "Service": "/api/v1/namespaces/{namespace}/services/{name}",
+}
 
 
 @dataclass(frozen=True)
@@ -121,11 +125,33 @@ class KubeApi:
 
     async def apply(self, obj: dict[str, Any]) -> Applied:
         """Server-side apply: we own exactly the fields we send; force takes them back from hand edits."""
-        data, status_code, _headers = await self._patch_child(obj, apply_body(obj), APPLY, force=True)
-        # The client returns a model object; its JSON form is the dict the builders and status use.
-        live = dict(self._client.sanitize_for_serialization(data))  # type: ignore[no-untyped-call]  # unannotated
+        live, status_code = await self._call(self._apply_now, obj)
         # 201: this apply created the object (the apiserver's word, not a possibly stale cache's).
         return Applied(obj=live, created=status_code == 201)
+
+    def _apply_now(self, obj: dict[str, Any], _request_timeout: float) -> tuple[dict[str, Any], int]:
+        """The apply request itself (in a pool thread), below the generated method.
+
+        The generated ``patch_namespaced_*`` methods accept only a dict body, which the client
+        encodes with ASCII escapes (see ``apply_body`` for why that breaks apply), and build a
+        model object from the answer that we would only turn back into a dict.
+        """
+        meta = obj["metadata"]
+        request = self._client.param_serialize(
+            method="PATCH",
+            resource_path=CHILD_PATHS[obj["kind"]],
+            path_params={"namespace": meta["namespace"], "name": meta["name"]},
+            query_params=[("fieldManager", self._manager), ("force", "true")],
+            header_params={"Content-Type": APPLY, "Accept": "application/json"},
+            body=apply_body(obj),
+            auth_settings=["BearerToken"],
+        )
+        response = self._client.call_api(*request, _request_timeout=_request_timeout)
+        body: bytes = response.read()  # type: ignore[no-untyped-call]  # unannotated in the client
+        if not 200 <= response.status <= 299:
+            raise ApiException.from_response(http_resp=response, body=None, data=None)
+        live: dict[str, Any] = json.loads(body)
+        return live, int(response.status)
 
     async def json_patch(self, obj: dict[str, Any], operations: list[dict[str, Any]]) -> None:
         """A JSON patch (RFC 6902) of the child ``obj`` names, under our field manager."""

@@ -35,7 +35,7 @@ def a_labserver(name: str, **spec: Any) -> dict[str, Any]:
 
 
 def container_env(deployment: Any) -> dict[str, str]:
-    return {e.name: e.value for e in deployment.spec.template.spec.containers[0].env}
+    return {e.name: e.value or "" for e in deployment.spec.template.spec.containers[0].env}
 
 
 class Lab:

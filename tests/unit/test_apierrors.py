@@ -48,7 +48,7 @@ def test_a_namespace_being_terminated_means_stop_quietly() -> None:
         " because it is being terminated",
         [
             {
-                "type": "NamespaceTerminating",
+                "reason": "NamespaceTerminating",
                 "message": "namespace t is being terminated",
                 "field": "metadata.namespace",
             }

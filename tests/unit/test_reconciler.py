@@ -25,7 +25,7 @@ from labop import reasons
 from labop.builders import build_deployment, build_service
 from labop.cache import Cache, Key, child_entry, labserver_entry
 from labop.errors import PermanentError, TransientError
-from labop.kubeapi import APPLY, MERGE, ApiError, Conflict, Gone, KubeApi, NotFound
+from labop.kubeapi import APPLY, MERGE, ApiError, Conflict, Gone, KubeApi, NotFound, apply_body
 from labop.reconciler import CLEANUP_RECHECK_SECONDS, Reconciler
 from labop.recorder import EventRecorder
 from labop.spec import DEFAULT_IMAGE
@@ -471,26 +471,39 @@ def an_api_exception(status: int, reason: str, message: str | None = None) -> Ap
     return err
 
 
+class Answer:
+    """What ``ApiClient.call_api`` returns: an HTTP status and a body, read once."""
+
+    def __init__(self, status: int, body: dict[str, Any]) -> None:
+        self.status, self.reason, self.headers = status, "Reason", {}
+        self.data = json.dumps(body).encode()
+
+    def read(self) -> bytes:
+        return self.data
+
+
+def a_raw_request(args: tuple[Any, ...]) -> tuple[str, str, dict[str, str], bytes]:
+    method, url, headers, body, _post = args
+    return method, url, headers, body
+
+
 async def test_kubeapi_applies_a_deployment_server_side_with_our_field_manager_and_force(
     kube_api: KubeApi, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     ls = a_labserver()
     deployment = build_deployment(ls, a_spec(ls))
-    # (data, status code, headers): what the client's *_with_http_info methods return.
-    method = Recorded(result=({"kind": "Deployment", "metadata": {"name": "hello"}}, 201, {}))
-    monkeypatch.setattr(kube_api._apps, "patch_namespaced_deployment_with_http_info", method)
+    method = Recorded(result=Answer(201, {"kind": "Deployment", "metadata": {"name": "hello"}}))
+    monkeypatch.setattr(kube_api._client, "call_api", method)
 
     applied = await kube_api.apply(deployment)
 
     ((args, kwargs),) = method.calls
-    assert args[:2] == ("hello", "lab")
-    assert json.loads(args[2]) == deployment  # sent as bytes: see apply_body
-    assert kwargs == {
-        "field_manager": "k8s-lab",
-        "force": True,
-        "_content_type": APPLY,
-        "_request_timeout": 7.0,
-    }
+    verb, url, headers, body = a_raw_request(args)
+    assert verb == "PATCH"
+    assert url.endswith("/apis/apps/v1/namespaces/lab/deployments/hello?fieldManager=k8s-lab&force=true")
+    assert headers["Content-Type"] == APPLY
+    assert body == apply_body(deployment) and json.loads(body) == deployment  # literal UTF-8 JSON
+    assert kwargs == {"_request_timeout": 7.0}
     assert applied.obj == {"kind": "Deployment", "metadata": {"name": "hello"}}
     assert applied.created  # 201
     assert method.threads[0].startswith("kubeapi")  # off the event loop
@@ -500,13 +513,12 @@ async def test_kubeapi_applies_a_service_through_the_core_api(
     kube_api: KubeApi, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     ls = a_labserver()
-    method = Recorded(result=({}, 200, {}))
-    monkeypatch.setattr(kube_api._core, "patch_namespaced_service_with_http_info", method)
+    method = Recorded(result=Answer(200, {}))
+    monkeypatch.setattr(kube_api._client, "call_api", method)
     applied = await kube_api.apply(build_service(ls, a_spec(ls)))
     assert not applied.created  # 200: it existed
-    ((args, kwargs),) = method.calls
-    assert args[:2] == ("hello", "lab")
-    assert kwargs["_content_type"] == APPLY
+    ((args, _),) = method.calls
+    assert "/api/v1/namespaces/lab/services/hello?" in a_raw_request(args)[1]
 
 
 async def test_kubeapi_writes_the_status_subresource_with_a_merge_patch(
@@ -537,10 +549,8 @@ async def test_kubeapi_turns_any_other_error_answer_into_an_api_error_with_the_a
 ) -> None:
     # A 422 must reach the reconciler as an ApiError, or its InvalidSpec branch never runs.
     message = 'Deployment.apps "hello" is invalid: spec.template: Invalid value'
-    rejection = an_api_exception(422, "Unprocessable Entity", message)
-    monkeypatch.setattr(
-        kube_api._apps, "patch_namespaced_deployment_with_http_info", Recorded(error=rejection)
-    )
+    rejection = Answer(422, {"kind": "Status", "code": 422, "message": message})
+    monkeypatch.setattr(kube_api._client, "call_api", Recorded(result=rejection))
     ls = a_labserver()
     with pytest.raises(ApiError) as raised:
         await kube_api.apply(build_deployment(ls, a_spec(ls)))
@@ -565,12 +575,8 @@ async def test_kubeapi_falls_back_on_the_http_reason_without_a_status_body(
 async def test_a_422_through_kubeapi_makes_the_reconciler_report_invalid_spec(
     kube_api: KubeApi, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    rejection = an_api_exception(
-        422, "Unprocessable Entity", "spec.template.spec.containers[0].image: Required"
-    )
-    monkeypatch.setattr(
-        kube_api._apps, "patch_namespaced_deployment_with_http_info", Recorded(error=rejection)
-    )
+    rejection = Answer(422, {"kind": "Status", "message": "spec.template.spec.containers[0].image: Required"})
+    monkeypatch.setattr(kube_api._client, "call_api", Recorded(result=rejection))
     status_writes = Recorded()
     monkeypatch.setattr(kube_api._custom, "patch_namespaced_custom_object_status", status_writes)
     monkeypatch.setattr(kube_api._core, "create_namespaced_event", Recorded())
