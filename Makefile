@@ -12,6 +12,9 @@ CLUSTER_DIR := $(CURDIR)/.cluster
 # replica fit the defaults; e.g. `make cluster-up KWOK_NODES=10 KWOK_PODS_PER_NODE=2000`).
 KWOK_NODES ?= 1
 KWOK_PODS_PER_NODE ?= 10000
+# A real node (containerd, kubelet, kube-proxy: pods run containers) next to kwok's: auto = when the
+# machine allows it (root, Linux, binaries), else one line why not and kwok alone; on = or fail; off.
+REAL_NODE ?= auto
 # Tests and tools find operator/, servers/ and hack/ packages the way `kopf run` and the pods do.
 export PYTHONPATH := $(CURDIR)/operator:$(CURDIR)/servers:$(CURDIR)/hack
 
@@ -50,7 +53,8 @@ tool-modules: ## Regenerate hack/tools/*/go.{mod,sum} after a pin change in hack
 
 .PHONY: cluster-up
 cluster-up: venv bins ## Start the local cluster in the background (idempotent); kubeconfig in .cluster/.
-	@$(PY) -m localcluster up --dir $(CLUSTER_DIR) --nodes $(KWOK_NODES) --pods-per-node $(KWOK_PODS_PER_NODE)
+	@$(PY) -m localcluster up --dir $(CLUSTER_DIR) --nodes $(KWOK_NODES) --pods-per-node $(KWOK_PODS_PER_NODE) \
+	  --real-node $(REAL_NODE)
 	@# The operator's namespace (restricted Pod Security) comes with the local cluster, so that a
 	@# server-side dry run of deploy/ can check the namespaced objects too (a dry run creates nothing).
 	@bin/kubectl --kubeconfig $(CLUSTER_DIR)/kubeconfig apply -f deploy/namespace.yaml >/dev/null
@@ -58,6 +62,10 @@ cluster-up: venv bins ## Start the local cluster in the background (idempotent);
 .PHONY: cluster-down
 cluster-down: ## Stop every process of the local cluster and remove its state.
 	@if [ -x $(PY) ]; then $(PY) -m localcluster down --dir $(CLUSTER_DIR); else rm -rf $(CLUSTER_DIR); fi
+
+.PHONY: cluster-leftovers
+cluster-leftovers: venv ## List what a real node of .cluster left on this machine (exit 1 if anything).
+	@$(PY) -m localcluster leftovers --dir $(CLUSTER_DIR)
 
 .PHONY: cluster-status
 cluster-status: venv ## Say whether the local cluster is up and healthy.

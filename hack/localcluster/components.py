@@ -36,6 +36,10 @@ class Ports:
     controller_manager: int
     scheduler: int
     kwok: int
+    # The real node's local health and metrics ports (0: none; state files of older clusters).
+    kubelet_healthz: int = 0
+    proxy_healthz: int = 0
+    proxy_metrics: int = 0
 
 
 @dataclass(frozen=True)
@@ -93,7 +97,16 @@ def kube_apiserver(lay: Layout) -> list[str]:
         f"--tls-cert-file={p.serving_cert}",
         f"--tls-private-key-file={p.serving_key}",
         f"--client-ca-file={p.ca_cert}",
-        "--authorization-mode=RBAC",
+        # Node: a real node's kubelet (system:node:<name>) may touch only its own node and pods;
+        # NodeRestriction admission enforces the same on writes.
+        "--authorization-mode=Node,RBAC",
+        "--enable-admission-plugins=NodeRestriction",
+        # Logs, exec and port-forward: the apiserver calls a kubelet as this client, at the node's
+        # InternalIP (the node name resolves nowhere), and verifies the kubelet's certificate.
+        f"--kubelet-client-certificate={p.kubelet_client_cert}",
+        f"--kubelet-client-key={p.kubelet_client_key}",
+        f"--kubelet-certificate-authority={p.ca_cert}",
+        "--kubelet-preferred-address-types=InternalIP,Hostname",
         f"--service-cluster-ip-range={SERVICE_CIDR}",
         f"--service-account-issuer=https://127.0.0.1:{lay.ports.apiserver}",
         f"--service-account-key-file={p.sa_pub}",

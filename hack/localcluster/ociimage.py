@@ -85,7 +85,12 @@ def write_archive(binary: Path, name: str, archive: Path, *, user: str = "65532"
     )
     manifest = _json_blob(
         MANIFEST_TYPE,
-        {"schemaVersion": 2, "mediaType": MANIFEST_TYPE, "config": config.descriptor(), "layers": [layer.descriptor()]},
+        {
+            "schemaVersion": 2,
+            "mediaType": MANIFEST_TYPE,
+            "config": config.descriptor(),
+            "layers": [layer.descriptor()],
+        },
     )
     tag = name.rsplit(":", 1)[1]
     annotations = {"io.containerd.image.name": name, "org.opencontainers.image.ref.name": tag}
