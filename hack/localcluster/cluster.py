@@ -245,18 +245,26 @@ class LocalCluster:
         except (OSError, RuntimeError, ComponentFailed):
             pass  # the forceful teardown that follows does the rest
 
-    def stop(self) -> None:
-        """Stop every process, newest first (the real node first, then kwok, the apiserver, etcd)."""
-        node_alive = self.real_node and any(p.name == "kubelet" and processes.alive(p) for p in self.procs)
-        if node_alive:
+    def stop_real_node(self) -> list[str]:
+        """Drain, stop containerd/kubelet/kube-proxy and undo the node's host changes; returns errors."""
+        if not self.real_node:
+            return []
+        if any(p.name == "kubelet" and processes.alive(p) for p in self.procs):
             self.drain_real_node()
         for proc in reversed(self.procs):
             if proc.name in NODE_PROCS:
                 processes.stop(proc)
-        if self.real_node:
-            errors = nodehost.teardown(self.layout.root)
-            if errors:
-                print(f"real node teardown left: {'; '.join(errors)}", flush=True)
+        self.procs = [p for p in self.procs if p.name not in NODE_PROCS]
+        errors = nodehost.teardown(self.layout.root)
+        self.real_node = False
+        self._save_state()
+        return errors
+
+    def stop(self) -> None:
+        """Stop every process, newest first (the real node first, then kwok, the apiserver, etcd)."""
+        errors = self.stop_real_node()
+        if errors:
+            print(f"real node teardown left: {'; '.join(errors)}", flush=True)
         for proc in reversed(self.procs):
             processes.stop(proc)
         self.procs.clear()
@@ -322,6 +330,8 @@ class LocalCluster:
         pki.write_private(self.kubeconfig, yaml.safe_dump(config).encode())
 
     def _save_state(self) -> None:
+        if not self.layout.root.is_dir():
+            return  # destroyed already
         state = {
             "ports": asdict(self.layout.ports),
             "bin_dir": str(self.layout.bin_dir),

@@ -142,9 +142,18 @@ def containerd_config(lay: NodeLayout, sandbox_image: str = PAUSE_IMAGE) -> str:
 version = 3
 root = "{d / "root"}"
 state = "{d / "state"}"
+# Nothing of the machine's own containerd configuration, no NRI socket under /var/run.
+imports = []
+disabled_plugins = ["io.containerd.nri.v1.nri"]
 
 [grpc]
   address = "{lay.socket}"
+
+[ttrpc]
+  address = "{lay.socket}.ttrpc"
+
+[plugins."io.containerd.internal.v1.opt"]
+  path = "{d / "opt"}"
 
 [plugins."io.containerd.cri.v1.images"]
   snapshotter = "{snapshotter()}"
