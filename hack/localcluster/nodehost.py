@@ -149,10 +149,12 @@ def teardown(root: Path) -> list[str]:
     """Undo everything of the real node of ``root`` (forcefully; safe to repeat). Returns errors."""
     errors: list[str] = []
     machine_wide = owns(root)
-    kill_processes(root)
+    # Only the node's own processes and mounts: the control plane's name the cluster folder too.
+    node_dir = root / "node"
+    kill_processes(node_dir)
     if machine_wide:
         kill_cgroup(errors)
-    unmount_under(root, errors)
+    unmount_under(node_dir, errors)
     if machine_wide:
         remove_cgroups(errors)
         remove_network(errors)
@@ -193,7 +195,8 @@ def _wait_gone(list_pids: Callable[[], list[int]], timeout: float) -> bool:
 
 
 def kill_processes(root: Path, timeout: float = 10.0) -> None:
-    """SIGTERM every process whose command line names ``root`` (kubelet, containerd, shims), then SIGKILL."""
+    """SIGTERM every process whose command line names ``root`` (the node's folder: kubelet,
+    kube-proxy, containerd, shims), then SIGKILL what is left."""
     _signal_all(_pids_naming(root), signal.SIGTERM)
     if not _wait_gone(lambda: _pids_naming(root), timeout):
         _signal_all(_pids_naming(root), signal.SIGKILL)
@@ -331,15 +334,16 @@ def _cni_cache_files() -> list[Path]:
 def leftovers(root: Path) -> list[str]:
     """Everything a real node of ``root`` could leave behind that is still there (empty: clean).
 
-    Checked: processes naming the folder (kubelet, kube-proxy, containerd, shims), processes in
+    Checked: processes naming ``root/node`` (kubelet, kube-proxy, containerd, shims), processes in
     the ``/k8slab`` cgroups and those cgroups, mounts under the folder, network namespaces of
     pods under /var/run/netns, the bridge, KUBE-*/CNI-*/K8SLAB-* chains in every IPv4 and IPv6
     table, the kubelet's log symlinks, libcni's cache files, the ownership file.
     """
-    found = [f"process {pid}: {_cmdline(pid)}" for pid in _pids_naming(root)]
+    node_dir = root / "node"
+    found = [f"process {pid}: {_cmdline(pid)}" for pid in _pids_naming(node_dir)]
     found += [f"process {pid} in cgroup /{CGROUP_ROOT}" for pid in _cgroup_pids()]
     found += [f"cgroup {h / CGROUP_ROOT}" for h in _hierarchies() if (h / CGROUP_ROOT).exists()]
-    found += [f"mount {point}" for point in mounts_under(root)]
+    found += [f"mount {point}" for point in mounts_under(node_dir)]
     found += [f"network namespace {ns}" for ns in _cni_netns()]
     if run("ip", "link", "show", BRIDGE, check=False).returncode == 0:
         found.append(f"bridge {BRIDGE}")

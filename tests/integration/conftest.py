@@ -4,8 +4,9 @@
 ``full_cluster`` adds the controller-manager, scheduler and kwok to the same apiserver the first
 time a test asks for it; ``real_node`` adds a real node (containerd, kubelet, kube-proxy) for the
 tests of one module, tainted so that other tests' pods keep to kwok. Where a real node cannot run
-(not root, not Linux) its tests skip, except with ``CI=true``: there they fail. Everything runs in a temp folder that is removed at the end, and every
-process dies with the test run, even a killed one (see ``localcluster.processes``).
+(not root, not Linux) its tests skip, except with ``CI=true``: there they fail. Everything runs
+in a temp folder that is removed at the end, and every process dies with the test run, even a
+killed one (see ``localcluster.processes``; a killed run's real node is torn down by the next).
 
 ``USE_EXISTING_CLUSTER=true`` (the envtest convention) runs the tier against the cluster that
 ``KUBECONFIG`` names instead.

@@ -40,7 +40,9 @@ def pod_ns(real_node: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iter
     """A namespace with one test-server pod on the real node and a ClusterIP Service in front."""
     assert real_node.local is not None
     folder = tmp_path_factory.mktemp("image")
-    archive = ociimage.write_archive(ociimage.build_go(SOURCE, folder / "testserver"), IMAGE, folder / "t.tar")
+    archive = ociimage.write_archive(
+        ociimage.build_go(SOURCE, folder / "testserver"), IMAGE, folder / "t.tar"
+    )
     real_node.local.import_image(archive)
     ns = f"rn-{uuid.uuid4().hex[:6]}"
     real_node.kubectl("create", "namespace", ns)
@@ -88,7 +90,9 @@ def ready_pod(real_node: Cluster, pod_ns: str) -> str:
 def test_node_is_ready_with_its_address(real_node: Cluster) -> None:
     addresses = _field(real_node, "default", f"node/{node.NODE_NAME}", ".status.addresses[*].address")
     assert nodehost.NODE_IP in addresses.split()
-    ready = _field(real_node, "default", f"node/{node.NODE_NAME}", '.status.conditions[?(@.type=="Ready")].status')
+    ready = _field(
+        real_node, "default", f"node/{node.NODE_NAME}", '.status.conditions[?(@.type=="Ready")].status'
+    )
     assert ready == "True"
 
 
@@ -107,7 +111,9 @@ def test_service_answers_on_its_cluster_ip(real_node: Cluster, ready_pod: str) -
 def test_logs_and_exec_reach_the_kubelet(real_node: Cluster, ready_pod: str) -> None:
     logs = real_node.kubectl("logs", "-n", ready_pod, "web").stdout
     assert "listening port=8080" in logs
-    out = real_node.kubectl("exec", "-n", ready_pod, "web", "--", "/testserver", "-get", "http://127.0.0.1:8080/")
+    out = real_node.kubectl(
+        "exec", "-n", ready_pod, "web", "--", "/testserver", "-get", "http://127.0.0.1:8080/"
+    )
     assert out.stdout == MESSAGE
 
 
