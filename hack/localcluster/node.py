@@ -170,6 +170,7 @@ disabled_plugins = ["io.containerd.nri.v1.nri"]
       runtime_type = "io.containerd.runc.v2"
       [plugins."io.containerd.cri.v1.runtime".containerd.runtimes.runc.options]
         BinaryName = "{lay.binary("runc")}"
+        Root = "{d / "state" / "runc"}"
         SystemdCgroup = false
   [plugins."io.containerd.cri.v1.runtime".cni]
     bin_dirs = ["{lay.bin_dir / "cni"}"]

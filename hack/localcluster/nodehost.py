@@ -10,7 +10,7 @@ loopback only). What it owns on the host:
   kubelet) and the pods' gateway; the CNI bridge plugin attaches the pods' veths to it, and a
   route sends the Service range there too, so a ClusterIP never leaves the machine even when
   kube-proxy has no rule for it;
-- a filter chain ``K8SLAB-FORWARD`` at the top of FORWARD that drops anything routed from the pods
+- a chain ``K8SLAB-FORWARD`` atop mangle's FORWARD that drops anything routed from the pods
   to another interface or from another interface to the pods (the bridge plugin turns IP
   forwarding on; no pod traffic may leave the machine, and there is no masquerade);
 - the cgroup subtree ``/k8slab`` in every v1 hierarchy (the kubelet's ``cgroupRoot``): the
@@ -32,6 +32,7 @@ import contextlib
 import ctypes
 import json
 import os
+import shlex
 import shutil
 import signal
 import subprocess
@@ -51,6 +52,18 @@ CHAIN_PREFIXES = ("KUBE-", "CNI-", "K8SLAB-")
 TABLES = ("filter", "nat", "mangle", "raw")
 CONTAINER_LOGS = Path("/var/log/containers")
 CNI_CACHE = Path("/var/lib/cni/results")
+# Paths containerd and the kubelet use whatever their configuration says: shim sockets, libcni's
+# cache, the kubelet's log links. Removed at teardown when empty (never someone else's files).
+FIXED_DIRS = (
+    Path("/run/containerd/s"),
+    Path("/run/containerd/runc/k8s.io"),
+    Path("/run/containerd/runc"),
+    Path("/run/containerd"),
+    CNI_CACHE,
+    CNI_CACHE.parent,
+    CONTAINER_LOGS,
+)
+SHIM_SOCKETS = Path("/run/containerd/s")
 # Sysctls the kubelet (setupKernelTunables) and the CNI bridge plugin (IP forwarding) change.
 SYSCTLS = (
     "net/ipv4/ip_forward",
@@ -115,11 +128,14 @@ def setup_network() -> None:
     run("ip", "link", "add", BRIDGE, "type", "bridge")
     run("ip", "addr", "add", f"{NODE_IP}/{NODE_PREFIX}", "dev", BRIDGE)
     run("ip", "link", "set", BRIDGE, "up")
-    run("iptables", "-t", "filter", "-N", FORWARD_CHAIN)
-    run("iptables", "-t", "filter", "-A", FORWARD_CHAIN, "-i", BRIDGE, "-o", BRIDGE, "-j", "RETURN")
-    run("iptables", "-t", "filter", "-A", FORWARD_CHAIN, "-i", BRIDGE, "-j", "DROP")
-    run("iptables", "-t", "filter", "-A", FORWARD_CHAIN, "-o", BRIDGE, "-j", "DROP")
-    run("iptables", "-t", "filter", "-I", "FORWARD", "1", "-j", FORWARD_CHAIN)
+    # In mangle, which the kernel walks before filter: kube-proxy's jumps at the top of filter's
+    # FORWARD cannot get ahead of it.
+    guard = ("iptables", "-w", "-t", "mangle")
+    run(*guard, "-N", FORWARD_CHAIN)
+    run(*guard, "-A", FORWARD_CHAIN, "-i", BRIDGE, "-o", BRIDGE, "-j", "RETURN")
+    run(*guard, "-A", FORWARD_CHAIN, "-i", BRIDGE, "-j", "DROP")
+    run(*guard, "-A", FORWARD_CHAIN, "-o", BRIDGE, "-j", "DROP")
+    run(*guard, "-I", "FORWARD", "1", "-j", FORWARD_CHAIN)
 
 
 def route_services(service_cidr: str) -> None:
@@ -286,6 +302,24 @@ def _our_chains(tool: str, table: str) -> tuple[list[str], list[str]]:
     return chains, jumps
 
 
+def _tables(tool: str) -> tuple[str, ...]:
+    """The tables to look at; for the legacy twins only those the kernel has already (listing one
+    with the legacy tool would create it)."""
+    if not tool.endswith("-legacy"):
+        return TABLES if shutil.which(tool) else ()
+    names = Path("/proc/net/ip6_tables_names" if tool.startswith("ip6") else "/proc/net/ip_tables_names")
+    try:
+        loaded = names.read_text().split()
+    except OSError:
+        return ()
+    return tuple(t for t in TABLES if t in loaded) if shutil.which(tool) else ()
+
+
+def _tools() -> list[str]:
+    """iptables and ip6tables, and their legacy twins where installed (a rule there counts too)."""
+    return ["iptables", "ip6tables", "iptables-legacy", "ip6tables-legacy"]
+
+
 def _jumps_to_ours(words: list[str]) -> bool:
     return any(
         w in ("-j", "-g") and i + 1 < len(words) and words[i + 1].startswith(CHAIN_PREFIXES)
@@ -295,13 +329,11 @@ def _jumps_to_ours(words: list[str]) -> bool:
 
 def remove_chains(errors: list[str]) -> None:
     """Unhook, flush and delete every KUBE-*, CNI-* and K8SLAB-* chain, IPv4 and IPv6."""
-    for tool in ("iptables", "ip6tables"):
-        if shutil.which(tool) is None:
-            continue
-        for table in TABLES:
+    for tool in _tools():
+        for table in _tables(tool):
             chains, jumps = _our_chains(tool, table)
-            for rule in jumps:
-                run(tool, "-w", "-t", table, "-D", *rule.split()[1:], check=False)
+            for rule in jumps:  # `-S` quotes comments: split like a shell
+                run(tool, "-w", "-t", table, "-D", *shlex.split(rule)[1:], check=False)
             for chain in chains:
                 run(tool, "-w", "-t", table, "-F", chain, check=False)
             for chain in chains:
@@ -314,6 +346,9 @@ def _remove_host_files(root: Path) -> None:
         link.unlink(missing_ok=True)
     for cached in _cni_cache_files():
         cached.unlink(missing_ok=True)
+    for folder in FIXED_DIRS:
+        with contextlib.suppress(OSError):
+            folder.rmdir()  # only when empty
 
 
 def _container_log_links(root: Path) -> list[Path]:
@@ -337,7 +372,8 @@ def leftovers(root: Path) -> list[str]:
     Checked: processes naming ``root/node`` (kubelet, kube-proxy, containerd, shims), processes in
     the ``/k8slab`` cgroups and those cgroups, mounts under the folder, network namespaces of
     pods under /var/run/netns, the bridge, KUBE-*/CNI-*/K8SLAB-* chains in every IPv4 and IPv6
-    table, the kubelet's log symlinks, libcni's cache files, the ownership file.
+    table, the kubelet's log symlinks, libcni's cache files, containerd shims' sockets in
+    /run/containerd/s, the ownership file.
     """
     node_dir = root / "node"
     found = [f"process {pid}: {_cmdline(pid)}" for pid in _pids_naming(node_dir)]
@@ -350,6 +386,7 @@ def leftovers(root: Path) -> list[str]:
     found += _chain_leftovers()
     found += [f"log link {p}" for p in _container_log_links(root)]
     found += [f"CNI cache {p}" for p in _cni_cache_files()]
+    found += [f"shim socket {p}" for p in (sorted(SHIM_SOCKETS.iterdir()) if SHIM_SOCKETS.is_dir() else [])]
     if owner() == root:
         found.append(f"ownership file {OWNER_FILE}")
     return found
@@ -368,10 +405,8 @@ def _cni_netns() -> list[str]:
 
 def _chain_leftovers() -> list[str]:
     found = []
-    for tool in ("iptables", "ip6tables"):
-        if shutil.which(tool) is None:
-            continue
-        for table in TABLES:
+    for tool in _tools():
+        for table in _tables(tool):
             chains, _ = _our_chains(tool, table)
             found += [f"{tool} -t {table} chain {chain}" for chain in chains]
     return found
