@@ -43,7 +43,8 @@ lock: ## Re-pin Python dependencies (requirements.lock) from pyproject.toml.
 
 ##@ Local cluster (real etcd, kube-apiserver, controller-manager, scheduler and kwok; no Docker)
 .PHONY: bins
-bins: ## Build the control-plane binaries (once per machine and pin) into the cache; link them in bin/.
+bins: ## Build the control plane and the real node's runtime (once per machine and pin) into the cache; link them in bin/.
+	@hack/node-deps.sh
 	@dir=$$(hack/build-bins.sh) && mkdir -p bin && for b in $$dir/*; do ln -sfn "$$b" bin/; done && \
 	  echo "binaries in $$dir (linked in bin/: export PATH=$(CURDIR)/bin:\$$PATH)"
 

@@ -29,7 +29,10 @@ fi
 
 # The folder is named by the pins and a hash of the inputs: a changed pin, go.mod, go.sum or build
 # flag (this script) means a new folder and a rebuild (Go's build cache keeps that one short).
-inputs_hash=$(cat "$here/versions.env" "$0" "$here"/tools/*/go.mod "$here"/tools/*/go.sum | sha256sum | cut -c1-12)
+# runc is built with seccomp only where libseccomp's headers are: that choice is an input too.
+seccomp=$(pkg-config --exists libseccomp 2>/dev/null && echo seccomp || echo no-seccomp)
+inputs_hash=$( (cat "$here/versions.env" "$0" "$here"/tools/*/go.mod "$here"/tools/*/go.sum; echo "$seccomp") |
+  sha256sum | cut -c1-12)
 cache_root=${K8SLAB_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/k8s-lab}
 out="$cache_root/k8s-${K8S_VERSION}_etcd-${ETCD_VERSION}_kwok-${KWOK_VERSION}_containerd-${CONTAINERD_VERSION}"
 out+="_runc-${RUNC_VERSION}_cni-${CNI_PLUGINS_VERSION}_${inputs_hash}"
@@ -100,7 +103,7 @@ if want runc; then
   # runc's nsexec is C: cgo and gcc. seccomp filters need libseccomp's headers (Debian
   # libseccomp-dev); without them runc is built without seccomp and pods' seccomp profiles fail.
   runc_tags=urfave_cli_no_docs
-  if pkg-config --exists libseccomp 2>/dev/null; then runc_tags+=",seccomp"
+  if [ "$seccomp" = seccomp ]; then runc_tags+=",seccomp"
   else log "WARNING libseccomp headers missing (apt-get install libseccomp-dev): runc without seccomp"; fi
   log "runc ${RUNC_VERSION} (cgo, tags ${runc_tags}) ..."
   CGO_ENABLED=1 BUILD_TAGS=$runc_tags build runc "-X main.version=${RUNC_VERSION#v}" github.com/opencontainers/runc
