@@ -44,6 +44,14 @@ def _start_real_node(cluster: LocalCluster, mode: str) -> None:
         if mode == "on":
             raise ComponentFailed(f"real node: {err}") from err
         _say(f"no real node: {err}; going on with kwok alone (pods do not run containers)")
+    except ComponentFailed as err:
+        if mode == "on":
+            raise
+        cluster.stop_real_node()
+        first = str(err).splitlines()[0]
+        _say(
+            f"no real node: it failed to start ({first}; logs in {cluster.layout.root / 'logs'}); kwok alone"
+        )
 
 
 def up(root: Path, nodes: int, pods_per_node: int, real_node: str = "auto") -> int:

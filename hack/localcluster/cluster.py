@@ -204,7 +204,7 @@ class LocalCluster:
             self._taint_kwok_nodes()
 
     def _start_containerd(self, lay: node.NodeLayout) -> None:
-        self._spawn("containerd", node.containerd(lay), env=lay.env())
+        self._spawn("containerd", node.containerd(lay), env=lay.env(no_pulls=True))
         self._wait("containerd socket", lambda: _ctr_ok(lay), list(self.procs))
         archive = ociimage.pause_archive(lay.root / "images")
         self.import_image(archive)

@@ -48,6 +48,8 @@ REAL_NODE_TAINT = {"key": "k8s-lab.dev/real-node", "value": "true", "effect": "N
 # With a real node in `make cluster-up`, kwok nodes get this taint: pods land on the real node by
 # default; a pod tolerating it (and selecting `type: kwok`) still goes to kwok.
 KWOK_TAINT = {"key": "kwok.x-k8s.io/node", "value": "fake", "effect": "NoSchedule"}
+# Port 1 on loopback: nothing listens there, so a connection is refused at once.
+CLOSED_PROXY = "http://127.0.0.1:1"
 NODE_BINARIES = (
     "kubelet",
     "kube-proxy",
@@ -99,10 +101,21 @@ class NodeLayout:
     def binary(self, name: str) -> str:
         return str(self.bin_dir / name)
 
-    def env(self) -> dict[str, str]:
-        """containerd finds its shim, runc and iptables (for portmap) on PATH."""
+    def env(self, *, no_pulls: bool = False) -> dict[str, str]:
+        """PATH with our binaries first (containerd finds its shim, runc; portmap finds iptables).
+
+        ``no_pulls`` (containerd's): every registry request goes to a closed loopback port as its
+        proxy, so an image that was not imported fails at once with ErrImagePull and no request
+        leaves the machine (Go resolves no registry name when a proxy is set).
+        """
         path = os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
-        return {**os.environ, "PATH": f"{self.bin_dir}:/usr/sbin:/sbin:{path}"}
+        env = {**os.environ, "PATH": f"{self.bin_dir}:/usr/sbin:/sbin:{path}"}
+        if no_pulls:
+            for name in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"):
+                env[name] = CLOSED_PROXY
+            for name in ("NO_PROXY", "no_proxy"):
+                env.pop(name, None)
+        return env
 
 
 def preflight(bin_dir: Path) -> str | None:

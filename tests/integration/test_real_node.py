@@ -1,12 +1,12 @@
 """The real node: containers run, answer on their pod IP and ClusterIP, and leave nothing behind.
 
 Role: proves what kwok cannot: the kubelet registers Ready on containerd + runc, a pod of an image
-imported from an OCI archive (no registry) gets Ready, the host reaches it on its pod IP and
-through a ClusterIP (kube-proxy's iptables rules), the apiserver reaches the kubelet for logs,
-exec and port-forward, and stopping the node leaves no process, mount, cgroup, bridge or chain.
-The image is ``testserver/`` (a static Go HTTP server of ours), built and imported here. Runs
-with the ``real_node`` fixture: skipped where a real node cannot run, failed in CI.
-Tests run in file order; the last one stops the node.
+imported from an OCI archive (no registry) gets Ready under Pod Security "restricted", the host
+reaches it on its pod IP and through a ClusterIP (kube-proxy's iptables rules), the apiserver
+reaches the kubelet for logs, exec and port-forward, and stopping the node leaves no process,
+mount, cgroup, bridge or chain. The image is ``testserver/`` (a static Go HTTP server of ours),
+built and imported here. Runs with the ``real_node`` fixture: skipped where a real node cannot
+run, failed in CI. Tests run in file order; the last one stops the node.
 """
 
 from __future__ import annotations
@@ -46,6 +46,9 @@ def pod_ns(real_node: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iter
     real_node.local.import_image(archive)
     ns = f"rn-{uuid.uuid4().hex[:6]}"
     real_node.kubectl("create", "namespace", ns)
+    # Pod Security "restricted" (what LabServer namespaces use): seccomp RuntimeDefault needs a
+    # runc built with seccomp, non-root and a read-only root filesystem must work too.
+    real_node.kubectl("label", "namespace", ns, "pod-security.kubernetes.io/enforce=restricted")
     real_node.kubectl("apply", "-n", ns, "-f", "-", input=_manifests())
     yield ns
     real_node.kubectl("delete", "namespace", ns, "--wait=false")
@@ -60,10 +63,15 @@ metadata: {{name: web, labels: {{app: web}}}}
 spec:
   nodeSelector: {{type: real}}
   tolerations: [{{key: {toleration["key"]}, operator: Exists, effect: {toleration["effect"]}}}]
+  securityContext: {{runAsNonRoot: true, seccompProfile: {{type: RuntimeDefault}}}}
   containers:
   - name: web
     image: {IMAGE}
     imagePullPolicy: Never
+    securityContext:
+      allowPrivilegeEscalation: false
+      readOnlyRootFilesystem: true
+      capabilities: {{drop: [ALL]}}
     env: [{{name: MESSAGE, value: "{MESSAGE}"}}]
     ports: [{{containerPort: 8080}}]
     readinessProbe: {{httpGet: {{path: /, port: 8080}}, periodSeconds: 1}}
