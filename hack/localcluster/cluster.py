@@ -15,9 +15,11 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import shutil
 import socket
 import subprocess
+import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -30,7 +32,8 @@ from localcluster.components import Layout, Ports
 from localcluster.processes import ComponentFailed, Proc
 
 STATE_FILE = "state.json"
-NODE_PROCS = ("containerd", "kubelet", "kube-proxy")
+NODE_PROCS = ("apiserver-forward", "containerd", "kubelet", "kube-proxy")
+HACK_DIR = Path(__file__).resolve().parent.parent
 # RBAC for the apiserver's calls to kubelets (logs, exec, port-forward), checked by the kubelet's
 # webhook authorizer.
 APISERVER_KUBELET_BINDING = {
@@ -186,6 +189,7 @@ class LocalCluster:
         nodehost.setup_network()
         nodehost.route_services(components.SERVICE_CIDR)
         nodehost.setup_cgroups()
+        self._start_apiserver_forward(lay)
         pki.node_credentials(self.layout.pki, lay.root / "pki", node.NODE_NAME, nodehost.NODE_IP)
         ports = self.layout.ports
         taints = [node.REAL_NODE_TAINT] if taint_self else []
@@ -202,6 +206,25 @@ class LocalCluster:
         )
         if taint_kwok:
             self._taint_kwok_nodes()
+
+    def _start_apiserver_forward(self, lay: node.NodeLayout) -> None:
+        """Pods reach the apiserver (the `kubernetes` Service) at the node IP: see ``forward``."""
+        port = self.layout.ports.apiserver
+        argv = [
+            sys.executable,
+            "-m",
+            "localcluster.forward",
+            f"{components.ADVERTISE_ADDRESS}:{port}",
+            f"127.0.0.1:{port}",
+            f"--tag={lay.root}",
+        ]
+        env = {**os.environ, "PYTHONPATH": str(HACK_DIR)}
+        self._spawn("apiserver-forward", argv, env=env)
+        self._wait(
+            "apiserver through the node IP",
+            lambda: _tcp_open(components.ADVERTISE_ADDRESS, port),
+            list(self.procs),
+        )
 
     def _start_containerd(self, lay: node.NodeLayout) -> None:
         self._spawn("containerd", node.containerd(lay), env=lay.env(no_pulls=True))
@@ -371,6 +394,11 @@ def _http_ok(url: str) -> bool:
 
     with urllib.request.urlopen(url, timeout=2) as resp:
         return bool(resp.status == 200)
+
+
+def _tcp_open(host: str, port: int) -> bool:
+    with socket.create_connection((host, port), timeout=2):
+        return True
 
 
 def _ctr_ok(lay: node.NodeLayout) -> bool:

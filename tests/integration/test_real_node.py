@@ -11,6 +11,7 @@ run, failed in CI. Tests run in file order; the last one stops the node.
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import urllib.request
@@ -49,6 +50,10 @@ def pod_ns(real_node: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iter
     # Pod Security "restricted" (what LabServer namespaces use): seccomp RuntimeDefault needs a
     # runc built with seccomp, non-root and a read-only root filesystem must work too.
     real_node.kubectl("label", "namespace", ns, "pod-security.kubernetes.io/enforce=restricted")
+    # Pods are refused until the controller-manager made the namespace's `default` ServiceAccount.
+    eventually(
+        lambda: real_node.kubectl("get", "-n", ns, "serviceaccount/default", check=False).returncode == 0
+    )
     real_node.kubectl("apply", "-n", ns, "-f", "-", input=_manifests())
     yield ns
     real_node.kubectl("delete", "namespace", ns, "--wait=false")
@@ -123,6 +128,13 @@ def test_logs_and_exec_reach_the_kubelet(real_node: Cluster, ready_pod: str) -> 
         "exec", "-n", ready_pod, "web", "--", "/testserver", "-get", "http://127.0.0.1:8080/"
     )
     assert out.stdout == MESSAGE
+
+
+def test_pod_reaches_the_apiserver_through_the_kubernetes_service(real_node: Cluster, ready_pod: str) -> None:
+    # 10.96.0.1 -> kube-proxy -> the advertised node IP -> the forwarder -> the apiserver on loopback.
+    url = "https://10.96.0.1/version"
+    out = real_node.kubectl("exec", "-n", ready_pod, "web", "--", "/testserver", "-get", url)
+    assert json.loads(out.stdout)["gitVersion"].startswith("v1.")
 
 
 def test_port_forward(real_node: Cluster, ready_pod: str) -> None:

@@ -1,16 +1,21 @@
 // Command testserver is the real-node tests' own image: a static HTTP server that answers
 // GET / with $MESSAGE on $PORT (default 8080) and logs one line per request, so a test can check
 // a pod's IP, a ClusterIP, `kubectl logs`, `exec` and `port-forward` without any registry.
-// `testserver -get URL` prints a URL's body: the command `kubectl exec` runs inside the pod.
+// `testserver -get URL` prints a URL's body: the command `kubectl exec` runs inside the pod; an
+// https URL is verified against the pod's service-account CA (so the apiserver's ClusterIP works).
 package main
 
 import (
+	"crypto/tls"
+	"crypto/x509"
 	"fmt"
 	"io"
 	"log"
 	"net/http"
 	"os"
 )
+
+const serviceAccountCA = "/var/run/secrets/kubernetes.io/serviceaccount/ca.crt"
 
 func main() {
 	if len(os.Args) == 3 && os.Args[1] == "-get" {
@@ -26,7 +31,13 @@ func main() {
 }
 
 func get(url string) int {
-	resp, err := http.Get(url)
+	client := http.DefaultClient
+	if pem, err := os.ReadFile(serviceAccountCA); err == nil {
+		pool := x509.NewCertPool()
+		pool.AppendCertsFromPEM(pem)
+		client = &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
+	}
+	resp, err := client.Get(url)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
