@@ -15,7 +15,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from localcluster import nodehost
+from localcluster import node, nodehost
 from localcluster.binaries import bin_dir
 from localcluster.cluster import ClusterSettings, LocalCluster, RealNodeUnavailable
 from localcluster.components import DEFAULT_PODS_PER_NODE
@@ -37,7 +37,8 @@ def _healthy(cluster: LocalCluster) -> bool:
 def _start_real_node(cluster: LocalCluster, mode: str) -> None:
     if mode == "off":
         return
-    _say("starting the real node (containerd, kubelet, kube-proxy) ...")
+    if node.preflight(cluster.layout.bin_dir) is None:
+        _say("starting the real node (containerd, kubelet, kube-proxy) ...")
     try:
         cluster.start_real_node(taint_kwok=True)
     except RealNodeUnavailable as err:

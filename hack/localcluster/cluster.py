@@ -177,6 +177,7 @@ class LocalCluster:
         ``taint_self``: keep pods off it unless they tolerate ``node.REAL_NODE_TAINT`` (tests);
         ``taint_kwok``: taint kwok's nodes instead, so pods land on the real node by default.
         """
+        nodehost.clear_stale_owner()
         reason = node.preflight(self.layout.bin_dir)
         if reason is not None:
             raise RealNodeUnavailable(reason)

@@ -137,9 +137,7 @@ def preflight(bin_dir: Path) -> str | None:
         return "no cgroup hierarchy under /sys/fs/cgroup"
     current = nodehost.owner()
     if current is not None:
-        return (
-            f"a real node of {current} runs on this machine (one per machine: its bridge, cgroups, iptables)"
-        )
+        return f"a real node of {current} runs on this machine (one per machine; `make cluster-down` there)"
     if nodehost.bridge_exists():
         return f"bridge {nodehost.BRIDGE} exists (a real node runs here, or leftovers: `make cluster-down`)"
     return None

@@ -93,6 +93,20 @@ def owner() -> Path | None:
         return None
 
 
+def clear_stale_owner(grace: float = 60.0) -> None:
+    """Tear down a real node whose processes are all gone (killed, machine rebooted, folder deleted).
+
+    ``grace``: a node claimed less than this ago may still be starting; it is left alone.
+    """
+    current = owner()
+    if current is None or _pids_naming(current / "node"):
+        return
+    with contextlib.suppress(FileNotFoundError):
+        if time.time() - OWNER_FILE.stat().st_mtime < grace:
+            return
+    teardown(current)
+
+
 def claim(root: Path) -> None:
     OWNER_FILE.write_text(str(root))
 
