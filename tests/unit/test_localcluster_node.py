@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import json
+import shlex
 import tarfile
 from pathlib import Path
 
@@ -84,3 +85,27 @@ def test_oci_archive_is_self_consistent(tmp_path: Path) -> None:
     assert config["rootfs"]["diff_ids"] == [manifest["layers"][0]["digest"]]
     assert config["config"]["Entrypoint"] == ["/server"]
     assert b"\x7fELF not really" in layer
+
+
+def test_our_chains_and_the_jumps_to_them_are_found_with_quoted_comments(monkeypatch: object) -> None:
+    listing = "\n".join(
+        [
+            "-P FORWARD ACCEPT",
+            "-N KUBE-FORWARD",
+            "-N CNI-HOSTPORT-DNAT",
+            "-N OTHER",
+            '-A FORWARD -m comment --comment "kubernetes forwarding rules" -j KUBE-FORWARD',
+            "-A FORWARD -j OTHER",
+            "-A KUBE-FORWARD -j ACCEPT",
+        ]
+    )
+
+    def fake_run(*argv: str, check: bool = True) -> object:
+        return type("Done", (), {"returncode": 0, "stdout": listing})()
+
+    monkeypatch.setattr(nodehost, "run", fake_run)  # type: ignore[attr-defined]
+    chains, jumps = nodehost._our_chains("iptables", "filter")
+    assert chains == ["KUBE-FORWARD", "CNI-HOSTPORT-DNAT"]
+    assert jumps == ['-A FORWARD -m comment --comment "kubernetes forwarding rules" -j KUBE-FORWARD']
+    # Deleting the jump re-uses the rule as arguments: the quoted comment must stay one argument.
+    assert "kubernetes forwarding rules" in shlex.split(jumps[0])
