@@ -15,6 +15,8 @@ KWOK_PODS_PER_NODE ?= 10000
 # A real node (containerd, kubelet, kube-proxy: pods run containers) next to kwok's: auto = when the
 # machine allows it (root, Linux, binaries), else one line why not and kwok alone; on = or fail; off.
 REAL_NODE ?= auto
+# The name the real node's pause (sandbox) image is built and imported as.
+SANDBOX_IMAGE ?= localhost/k8s-lab/pause:1.0
 # Tests and tools find operator/, servers/ and hack/ packages the way `kopf run` and the pods do.
 export PYTHONPATH := $(CURDIR)/operator:$(CURDIR)/servers:$(CURDIR)/hack
 
@@ -55,7 +57,7 @@ tool-modules: ## Regenerate hack/tools/*/go.{mod,sum} after a pin change in hack
 .PHONY: cluster-up
 cluster-up: venv bins ## Start the local cluster in the background (idempotent); kubeconfig in .cluster/.
 	@$(PY) -m localcluster up --dir $(CLUSTER_DIR) --nodes $(KWOK_NODES) --pods-per-node $(KWOK_PODS_PER_NODE) \
-	  --real-node $(REAL_NODE)
+	  --real-node $(REAL_NODE) --sandbox-image $(SANDBOX_IMAGE)
 	@# The operator's namespace (restricted Pod Security) comes with the local cluster, so that a
 	@# server-side dry run of deploy/ can check the namespaced objects too (a dry run creates nothing).
 	@bin/kubectl --kubeconfig $(CLUSTER_DIR)/kubeconfig apply -f deploy/namespace.yaml >/dev/null

@@ -19,6 +19,7 @@ from localcluster import node, nodehost
 from localcluster.binaries import bin_dir
 from localcluster.cluster import ClusterSettings, LocalCluster, RealNodeUnavailable
 from localcluster.components import DEFAULT_PODS_PER_NODE
+from localcluster.ociimage import PAUSE_IMAGE
 from localcluster.processes import ComponentFailed
 
 
@@ -34,13 +35,13 @@ def _healthy(cluster: LocalCluster) -> bool:
     return all(cluster.health().values())
 
 
-def _start_real_node(cluster: LocalCluster, mode: str) -> None:
+def _start_real_node(cluster: LocalCluster, mode: str, sandbox_image: str) -> None:
     if mode == "off":
         return
     if node.preflight(cluster.layout.bin_dir) is None:
         _say("starting the real node (containerd, kubelet, kube-proxy) ...")
     try:
-        cluster.start_real_node(taint_kwok=True)
+        cluster.start_real_node(taint_kwok=True, sandbox_image=sandbox_image)
     except RealNodeUnavailable as err:
         if mode == "on":
             raise ComponentFailed(f"real node: {err}") from err
@@ -55,7 +56,9 @@ def _start_real_node(cluster: LocalCluster, mode: str) -> None:
         )
 
 
-def up(root: Path, nodes: int, pods_per_node: int, real_node: str = "auto") -> int:
+def up(
+    root: Path, nodes: int, pods_per_node: int, real_node: str = "auto", sandbox_image: str = PAUSE_IMAGE
+) -> int:
     existing = LocalCluster.load(root)
     if existing is not None:
         if _healthy(existing):
@@ -75,7 +78,7 @@ def up(root: Path, nodes: int, pods_per_node: int, real_node: str = "auto") -> i
         cluster.start_control_plane()
         _say("starting kube-controller-manager, kube-scheduler and kwok ...")
         cluster.start_workloads()
-        _start_real_node(cluster, real_node)
+        _start_real_node(cluster, real_node, sandbox_image)
     except ComponentFailed as err:
         cluster.stop()  # keep the folder: its logs say what went wrong
         print(f"cluster-up failed: {err}", file=sys.stderr)
@@ -150,10 +153,15 @@ def main(argv: list[str] | None = None) -> int:
         default="auto",
         help="add a real node: auto (when root on Linux with the binaries; default), on (or fail), off",
     )
+    parser.add_argument(
+        "--sandbox-image",
+        default=PAUSE_IMAGE,
+        help=f"name of the real node's pause image, built and imported by us (default {PAUSE_IMAGE})",
+    )
     args = parser.parse_args(argv)
     root = args.dir.resolve()
     if args.command == "up":
-        return up(root, args.nodes, args.pods_per_node, args.real_node)
+        return up(root, args.nodes, args.pods_per_node, args.real_node, args.sandbox_image)
     if args.command == "down":
         return down(root)
     if args.command == "leftovers":

@@ -171,20 +171,36 @@ class LocalCluster:
             server=self.server,
         )
 
-    def start_real_node(self, *, taint_self: bool = False, taint_kwok: bool = True) -> None:
+    def start_real_node(
+        self, *, taint_self: bool = False, taint_kwok: bool = True, sandbox_image: str = ociimage.PAUSE_IMAGE
+    ) -> None:
         """Add the real node (needs the full tier). Raises RealNodeUnavailable if this machine can't.
 
         ``taint_self``: keep pods off it unless they tolerate ``node.REAL_NODE_TAINT`` (tests);
-        ``taint_kwok``: taint kwok's nodes instead, so pods land on the real node by default.
+        ``taint_kwok``: taint kwok's nodes instead, so pods land on the real node by default;
+        ``sandbox_image``: the name our pause image is imported as and containerd's sandbox image.
         """
         nodehost.clear_stale_owner()
         reason = node.preflight(self.layout.bin_dir)
         if reason is not None:
             raise RealNodeUnavailable(reason)
         lay = self.node_layout
+        self._prepare_host(lay)
+        ports = self.layout.ports
+        taints = [node.REAL_NODE_TAINT] if taint_self else []
+        node.write_configs(
+            lay, ports.kubelet_healthz, (ports.proxy_healthz, ports.proxy_metrics), taints, sandbox_image
+        )
+        self._start_containerd(lay, sandbox_image)
+        self._start_kubelet_and_proxy(lay)
+        if taint_kwok:
+            self._taint_kwok_nodes()
+
+    def _prepare_host(self, lay: node.NodeLayout) -> None:
+        """Claim the machine's one real node, then its bridge, routes, cgroups, forwarder, certificates."""
         lay.root.mkdir(parents=True, exist_ok=True)
         nodehost.claim(self.layout.root)
-        self.real_node = True
+        self.real_node = True  # from here on, stop() tears the node down
         self._save_state()
         nodehost.save_sysctls(lay.file("sysctls.json"))
         nodehost.setup_network()
@@ -192,21 +208,16 @@ class LocalCluster:
         nodehost.setup_cgroups()
         self._start_apiserver_forward(lay)
         pki.node_credentials(self.layout.pki, lay.root / "pki", node.NODE_NAME, nodehost.NODE_IP)
-        ports = self.layout.ports
-        taints = [node.REAL_NODE_TAINT] if taint_self else []
-        node.write_configs(lay, ports.kubelet_healthz, (ports.proxy_healthz, ports.proxy_metrics), taints)
-        self._start_containerd(lay)
+
+    def _start_kubelet_and_proxy(self, lay: node.NodeLayout) -> None:
         self.api.create("/apis/rbac.authorization.k8s.io/v1/clusterrolebindings", APISERVER_KUBELET_BINDING)
         self._spawn("kubelet", node.kubelet(lay), env=lay.env())
         self._wait(f"node {node.NODE_NAME} Ready", lambda: self._node_ready(node.NODE_NAME), list(self.procs))
         self._spawn("kube-proxy", node.kube_proxy(lay), env=lay.env())
+        port = self.layout.ports.proxy_healthz
         self._wait(
-            "kube-proxy /healthz",
-            lambda: _http_ok(f"http://127.0.0.1:{ports.proxy_healthz}/healthz"),
-            list(self.procs),
+            "kube-proxy /healthz", lambda: _http_ok(f"http://127.0.0.1:{port}/healthz"), list(self.procs)
         )
-        if taint_kwok:
-            self._taint_kwok_nodes()
 
     def _start_apiserver_forward(self, lay: node.NodeLayout) -> None:
         """Pods reach the apiserver (the `kubernetes` Service) at the node IP: see ``forward``."""
@@ -227,10 +238,10 @@ class LocalCluster:
             list(self.procs),
         )
 
-    def _start_containerd(self, lay: node.NodeLayout) -> None:
+    def _start_containerd(self, lay: node.NodeLayout, sandbox_image: str) -> None:
         self._spawn("containerd", node.containerd(lay), env=lay.env(no_pulls=True))
         self._wait("containerd socket", lambda: _ctr_ok(lay), list(self.procs))
-        archive = ociimage.pause_archive(lay.root / "images")
+        archive = ociimage.pause_archive(lay.root / "images", sandbox_image)
         self.import_image(archive)
 
     def import_image(self, archive: Path) -> None:

@@ -287,11 +287,15 @@ def kube_proxy_config(lay: NodeLayout, healthz_port: int, metrics_port: int) -> 
 
 
 def write_configs(
-    lay: NodeLayout, kubelet_healthz: int, proxy_ports: tuple[int, int], taints: list[dict[str, str]]
+    lay: NodeLayout,
+    kubelet_healthz: int,
+    proxy_ports: tuple[int, int],
+    taints: list[dict[str, str]],
+    sandbox_image: str = PAUSE_IMAGE,
 ) -> None:
     """Every file the node's daemons read, into ``lay.root`` (certificates come from ``pki``)."""
     lay.containerd_dir.mkdir(parents=True, exist_ok=True)
-    lay.containerd_config.write_text(containerd_config(lay))
+    lay.containerd_config.write_text(containerd_config(lay, sandbox_image))
     lay.cni_conf_dir.mkdir(parents=True, exist_ok=True)
     (lay.cni_conf_dir / "10-k8slab.conflist").write_text(json.dumps(cni_config(lay), indent=2))
     p = lay.pki

@@ -108,7 +108,7 @@ def write_archive(binary: Path, name: str, archive: Path, *, user: str = "65532"
     return archive
 
 
-def pause_archive(folder: Path) -> Path:
-    """Build the pause program and pack it as ``PAUSE_IMAGE`` in ``folder/pause.tar``."""
+def pause_archive(folder: Path, name: str = PAUSE_IMAGE) -> Path:
+    """Build the pause program and pack it as image ``name`` in ``folder/pause.tar``."""
     binary = build_go(PAUSE_SOURCE, folder / "pause")
-    return write_archive(binary, PAUSE_IMAGE, folder / "pause.tar")
+    return write_archive(binary, name, folder / "pause.tar")
