@@ -202,7 +202,7 @@ class LocalCluster:
         nodehost.claim(self.layout.root)
         self.real_node = True  # from here on, stop() tears the node down
         self._save_state()
-        nodehost.save_sysctls(lay.file("sysctls.json"))
+        nodehost.save_sysctls()
         nodehost.setup_network()
         nodehost.route_services(components.SERVICE_CIDR)
         nodehost.setup_cgroups()

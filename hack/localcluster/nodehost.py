@@ -16,7 +16,8 @@ loopback only). What it owns on the host:
 - the cgroup subtree ``/k8slab`` in every v1 hierarchy (the kubelet's ``cgroupRoot``): the
   pods' processes are found and killed there even when the kubelet and shims are gone;
 - the chains kube-proxy, the kubelet and the CNI plugins make (``KUBE-*``, ``CNI-*``) in IPv4 and
-  IPv6 tables, sysctls the kubelet and the bridge plugin change (saved before, restored after),
+  IPv6 tables, sysctls the kubelet and the bridge plugin change (saved before in ``SYSCTLS_FILE``,
+  restored after),
   and the kubelet's symlinks in ``/var/log/containers``.
 
 These names are machine-wide, so one real node runs per machine: ``OWNER_FILE`` says whose it
@@ -48,6 +49,9 @@ CGROUP_ROOT = "k8slab"
 CGROUP_FS = Path("/sys/fs/cgroup")
 FORWARD_CHAIN = "K8SLAB-FORWARD"
 OWNER_FILE = Path("/run/k8s-lab-real-node")
+# The sysctls as they were before the node: next to the owner file, so that they are restored even
+# when the cluster's folder was deleted before its node was torn down.
+SYSCTLS_FILE = Path("/run/k8s-lab-real-node.sysctls.json")
 CHAIN_PREFIXES = ("KUBE-", "CNI-", "K8SLAB-")
 TABLES = ("filter", "nat", "mangle", "raw")
 CONTAINER_LOGS = Path("/var/log/containers")
@@ -119,7 +123,7 @@ def owns(root: Path) -> bool:
 # --- set up -------------------------------------------------------------------------------------
 
 
-def save_sysctls(path: Path) -> None:
+def save_sysctls(path: Path = SYSCTLS_FILE) -> None:
     values = {}
     for key in SYSCTLS:
         with contextlib.suppress(OSError):
@@ -127,7 +131,7 @@ def save_sysctls(path: Path) -> None:
     path.write_text(json.dumps(values, indent=2))
 
 
-def restore_sysctls(path: Path) -> None:
+def restore_sysctls(path: Path = SYSCTLS_FILE) -> None:
     try:
         values = json.loads(path.read_text())
     except (FileNotFoundError, ValueError):
@@ -189,8 +193,9 @@ def teardown(root: Path) -> list[str]:
         remove_cgroups(errors)
         remove_network(errors)
         remove_chains(errors)
-        restore_sysctls(root / "node" / "sysctls.json")
+        restore_sysctls()
         _remove_host_files(root)
+        SYSCTLS_FILE.unlink(missing_ok=True)
         OWNER_FILE.unlink(missing_ok=True)
     return errors
 
@@ -403,6 +408,8 @@ def leftovers(root: Path) -> list[str]:
     found += [f"shim socket {p}" for p in (sorted(SHIM_SOCKETS.iterdir()) if SHIM_SOCKETS.is_dir() else [])]
     if owner() == root:
         found.append(f"ownership file {OWNER_FILE}")
+    if SYSCTLS_FILE.exists() and owner() in (root, None):
+        found.append(f"sysctl snapshot {SYSCTLS_FILE} (sysctls not restored)")
     return found
 
 
