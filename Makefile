@@ -12,6 +12,11 @@ CLUSTER_DIR := $(CURDIR)/.cluster
 # replica fit the defaults; e.g. `make cluster-up KWOK_NODES=10 KWOK_PODS_PER_NODE=2000`).
 KWOK_NODES ?= 1
 KWOK_PODS_PER_NODE ?= 10000
+# A real node (containerd, kubelet, kube-proxy: pods run containers) next to kwok's: auto = when the
+# machine allows it (root, Linux, binaries), else one line why not and kwok alone; on = or fail; off.
+REAL_NODE ?= auto
+# The name the real node's pause (sandbox) image is built and imported as.
+SANDBOX_IMAGE ?= localhost/k8s-lab/pause:1.0
 # Tests and tools find operator/, servers/ and hack/ packages the way `kopf run` and the pods do.
 export PYTHONPATH := $(CURDIR)/operator:$(CURDIR)/servers:$(CURDIR)/hack
 
@@ -40,7 +45,8 @@ lock: ## Re-pin Python dependencies (requirements.lock) from pyproject.toml.
 
 ##@ Local cluster (real etcd, kube-apiserver, controller-manager, scheduler and kwok; no Docker)
 .PHONY: bins
-bins: ## Build the control-plane binaries (once per machine and pin) into the cache; link them in bin/.
+bins: ## Build the control plane and the real node's runtime (once per machine and pin) into the cache; link them in bin/.
+	@hack/node-deps.sh
 	@dir=$$(hack/build-bins.sh) && mkdir -p bin && for b in $$dir/*; do ln -sfn "$$b" bin/; done && \
 	  echo "binaries in $$dir (linked in bin/: export PATH=$(CURDIR)/bin:\$$PATH)"
 
@@ -50,7 +56,8 @@ tool-modules: ## Regenerate hack/tools/*/go.{mod,sum} after a pin change in hack
 
 .PHONY: cluster-up
 cluster-up: venv bins ## Start the local cluster in the background (idempotent); kubeconfig in .cluster/.
-	@$(PY) -m localcluster up --dir $(CLUSTER_DIR) --nodes $(KWOK_NODES) --pods-per-node $(KWOK_PODS_PER_NODE)
+	@$(PY) -m localcluster up --dir $(CLUSTER_DIR) --nodes $(KWOK_NODES) --pods-per-node $(KWOK_PODS_PER_NODE) \
+	  --real-node $(REAL_NODE) --sandbox-image $(SANDBOX_IMAGE)
 	@# The operator's namespace (restricted Pod Security) comes with the local cluster, so that a
 	@# server-side dry run of deploy/ can check the namespaced objects too (a dry run creates nothing).
 	@bin/kubectl --kubeconfig $(CLUSTER_DIR)/kubeconfig apply -f deploy/namespace.yaml >/dev/null
@@ -58,6 +65,10 @@ cluster-up: venv bins ## Start the local cluster in the background (idempotent);
 .PHONY: cluster-down
 cluster-down: ## Stop every process of the local cluster and remove its state.
 	@if [ -x $(PY) ]; then $(PY) -m localcluster down --dir $(CLUSTER_DIR); else rm -rf $(CLUSTER_DIR); fi
+
+.PHONY: cluster-leftovers
+cluster-leftovers: venv ## List what a real node of .cluster left on this machine (exit 1 if anything).
+	@$(PY) -m localcluster leftovers --dir $(CLUSTER_DIR)
 
 .PHONY: cluster-status
 cluster-status: venv ## Say whether the local cluster is up and healthy.

@@ -1,6 +1,10 @@
-"""``python -m localcluster up|down|status``: the full local cluster in the background.
+"""``python -m localcluster up|down|status|leftovers``: the full local cluster in the background.
 
 Role: the command behind ``make cluster-up``, ``make cluster-down`` and ``make cluster-status``.
+``--real-node auto|on|off`` (``make cluster-up REAL_NODE=...``): ``auto`` adds a real node (containers
+run) when the machine allows it and otherwise says in one line why not and goes on with kwok
+alone; ``on`` fails if it cannot; ``off`` is kwok alone. ``leftovers`` lists what a real node of
+the folder left on the machine (exit 1 if anything).
 Neighbours: ``cluster.LocalCluster`` does the work; ``binaries`` finds or builds the binaries.
 """
 
@@ -11,9 +15,11 @@ import shutil
 import sys
 from pathlib import Path
 
+from localcluster import node, nodehost
 from localcluster.binaries import bin_dir
-from localcluster.cluster import ClusterSettings, LocalCluster
+from localcluster.cluster import ClusterSettings, LocalCluster, RealNodeUnavailable
 from localcluster.components import DEFAULT_PODS_PER_NODE
+from localcluster.ociimage import PAUSE_IMAGE
 from localcluster.processes import ComponentFailed
 
 
@@ -29,7 +35,30 @@ def _healthy(cluster: LocalCluster) -> bool:
     return all(cluster.health().values())
 
 
-def up(root: Path, nodes: int, pods_per_node: int) -> int:
+def _start_real_node(cluster: LocalCluster, mode: str, sandbox_image: str) -> None:
+    if mode == "off":
+        return
+    if node.preflight(cluster.layout.bin_dir) is None:
+        _say("starting the real node (containerd, kubelet, kube-proxy) ...")
+    try:
+        cluster.start_real_node(taint_kwok=True, sandbox_image=sandbox_image)
+    except RealNodeUnavailable as err:
+        if mode == "on":
+            raise ComponentFailed(f"real node: {err}") from err
+        _say(f"no real node: {err}; going on with kwok alone (pods do not run containers)")
+    except ComponentFailed as err:
+        if mode == "on":
+            raise
+        cluster.stop_real_node()
+        first = str(err).splitlines()[0]
+        _say(
+            f"no real node: it failed to start ({first}; logs in {cluster.layout.root / 'logs'}); kwok alone"
+        )
+
+
+def up(
+    root: Path, nodes: int, pods_per_node: int, real_node: str = "auto", sandbox_image: str = PAUSE_IMAGE
+) -> int:
     existing = LocalCluster.load(root)
     if existing is not None:
         if _healthy(existing):
@@ -49,6 +78,7 @@ def up(root: Path, nodes: int, pods_per_node: int) -> int:
         cluster.start_control_plane()
         _say("starting kube-controller-manager, kube-scheduler and kwok ...")
         cluster.start_workloads()
+        _start_real_node(cluster, real_node, sandbox_image)
     except ComponentFailed as err:
         cluster.stop()  # keep the folder: its logs say what went wrong
         print(f"cluster-up failed: {err}", file=sys.stderr)
@@ -57,6 +87,11 @@ def up(root: Path, nodes: int, pods_per_node: int) -> int:
         cluster.stop()  # Ctrl-C or an unexpected error: leave no detached process behind
         raise
     _say(f"local cluster up: {cluster.server}, {nodes} kwok node(s) of {pods_per_node} pods each")
+    if cluster.real_node:
+        _say(
+            "real node k8s-lab-node Ready (label type=real): pods land there by default"
+            " (kwok's nodes are tainted)"
+        )
     _say("component logs:")
     for proc in cluster.procs:
         _say(f"  {proc.name:<24} {proc.log}")
@@ -69,11 +104,21 @@ def down(root: Path) -> int:
     cluster = LocalCluster.load(root)
     if cluster is None:
         _say("no local cluster to stop")
+        if nodehost.owns(root):
+            nodehost.teardown(root)
         shutil.rmtree(root, ignore_errors=True)
         return 0
     cluster.destroy()
     _say(f"local cluster stopped; {root} removed")
     return 0
+
+
+def leftovers(root: Path) -> int:
+    found = nodehost.leftovers(root)
+    for line in found:
+        _say(f"  left: {line}")
+    _say(f"leftovers of {root}: {len(found)}")
+    return 1 if found else 0
 
 
 def status(root: Path) -> int:
@@ -93,7 +138,7 @@ def status(root: Path) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m localcluster", description=__doc__)
-    parser.add_argument("command", choices=["up", "down", "status"])
+    parser.add_argument("command", choices=["up", "down", "status", "leftovers"])
     parser.add_argument("--dir", type=Path, default=Path(".cluster"), help="state folder (default .cluster)")
     parser.add_argument("--nodes", type=int, default=1, help="number of kwok fake nodes (default 1)")
     parser.add_argument(
@@ -102,12 +147,25 @@ def main(argv: list[str] | None = None) -> int:
         default=DEFAULT_PODS_PER_NODE,
         help=f"pods each kwok node takes (default {DEFAULT_PODS_PER_NODE})",
     )
+    parser.add_argument(
+        "--real-node",
+        choices=["auto", "on", "off"],
+        default="auto",
+        help="add a real node: auto (when root on Linux with the binaries; default), on (or fail), off",
+    )
+    parser.add_argument(
+        "--sandbox-image",
+        default=PAUSE_IMAGE,
+        help=f"name of the real node's pause image, built and imported by us (default {PAUSE_IMAGE})",
+    )
     args = parser.parse_args(argv)
     root = args.dir.resolve()
     if args.command == "up":
-        return up(root, args.nodes, args.pods_per_node)
+        return up(root, args.nodes, args.pods_per_node, args.real_node, args.sandbox_image)
     if args.command == "down":
         return down(root)
+    if args.command == "leftovers":
+        return leftovers(root)
     return status(root)
 
 

@@ -1,6 +1,7 @@
 """A minimal admin client for the apiserver, for the harness's own needs only.
 
-Role: readiness probes and the few objects the harness creates itself (fake nodes), over HTTPS
+Role: readiness probes and the few objects the harness creates itself (fake nodes, taints, an
+RBAC binding; the real node's drain), over HTTPS
 with the admin client certificate; standard library only, so the harness needs no Kubernetes
 client. Tests and the operator use real clients against the kubeconfig ``cluster`` writes.
 Neighbours: ``cluster`` (its only user), ``pki`` (the certificates).
@@ -50,6 +51,23 @@ class AdminApi:
         status, body = self.request("POST", path, obj)
         if status >= 400 and status != 409:
             raise RuntimeError(f"POST {path}: {status} {body}")
+
+    def patch(self, path: str, patch: dict[str, Any]) -> None:
+        """A JSON merge patch."""
+        data = json.dumps(patch).encode()
+        req = urllib.request.Request(self.server + path, data=data, method="PATCH")
+        req.add_header("Content-Type", "application/merge-patch+json")
+        try:
+            with urllib.request.urlopen(req, context=self._tls, timeout=self.timeout):
+                return
+        except urllib.error.HTTPError as err:
+            raise RuntimeError(f"PATCH {path}: {err.code} {_decode(err.read())}") from err
+
+    def delete(self, path: str) -> None:
+        """DELETE; a NotFound is fine."""
+        status, body = self.request("DELETE", path)
+        if status >= 400 and status != 404:
+            raise RuntimeError(f"DELETE {path}: {status} {body}")
 
     def readyz(self) -> bool:
         status, _ = self.request("GET", "/readyz")

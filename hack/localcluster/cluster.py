@@ -2,31 +2,55 @@
 
 Role: ``LocalCluster.start_control_plane()`` runs etcd + kube-apiserver (the envtest tier);
 ``start_workloads()`` adds kube-controller-manager, kube-scheduler, kwok and fake nodes (the full
-tier: scheduling, Ready pods, garbage collection); ``stop()`` stops all in reverse order. A
+tier: scheduling, Ready pods, garbage collection); ``start_real_node()`` adds a real node
+(containerd, kubelet, kube-proxy: containers run) next to kwok's when the machine allows it;
+``stop()`` drains and tears the real node down, then stops all in reverse order. A
 detached cluster (``make cluster-up``) saves its state to ``state.json`` so that a later command
 can report on it or stop it.
-Neighbours: ``components`` (argv), ``processes`` (spawn/stop/wait), ``pki``, ``adminapi``.
+Neighbours: ``components`` (argv), ``processes`` (spawn/stop/wait), ``pki``, ``adminapi``,
+``node`` (the real node's files and argv), ``nodehost`` (its host-side set-up and cleanup).
 """
 
 from __future__ import annotations
 
 import base64
 import json
+import os
 import shutil
 import socket
 import subprocess
+import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from localcluster import components, pki, processes
+from localcluster import components, node, nodehost, ociimage, pki, processes
 from localcluster.adminapi import AdminApi, insecure_healthz
 from localcluster.components import Layout, Ports
-from localcluster.processes import Proc
+from localcluster.processes import ComponentFailed, Proc
 
 STATE_FILE = "state.json"
+NODE_PROCS = ("apiserver-forward", "containerd", "kubelet", "kube-proxy")
+HACK_DIR = Path(__file__).resolve().parent.parent
+# RBAC for the apiserver's calls to kubelets (logs, exec, port-forward), checked by the kubelet's
+# webhook authorizer.
+APISERVER_KUBELET_BINDING = {
+    "apiVersion": "rbac.authorization.k8s.io/v1",
+    "kind": "ClusterRoleBinding",
+    "metadata": {"name": "k8s-lab:apiserver-kubelet-api-admin"},
+    "roleRef": {
+        "apiGroup": "rbac.authorization.k8s.io",
+        "kind": "ClusterRole",
+        "name": "system:kubelet-api-admin",
+    },
+    "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": pki.KUBELET_CLIENT_USER}],
+}
+
+
+class RealNodeUnavailable(RuntimeError):
+    """This machine cannot run a real node; the message says why in one line."""
 
 
 @dataclass(frozen=True)
@@ -54,7 +78,7 @@ def _b64(path: Path) -> str:
 class LocalCluster:
     def __init__(self, settings: ClusterSettings, *, ports: Ports | None = None) -> None:
         self.settings = settings
-        ports = ports or Ports(*(free_port() for _ in range(6)))
+        ports = ports or Ports(*(free_port() for _ in range(9)))
         self.layout = Layout(
             root=settings.root,
             bin_dir=settings.bin_dir,
@@ -62,6 +86,7 @@ class LocalCluster:
             pki=pki.PkiPaths.under(settings.root / "pki"),
         )
         self.procs: list[Proc] = []
+        self.real_node = False
         self._api: AdminApi | None = None
 
     # --- what users of the cluster need ---------------------------------------------------
@@ -137,8 +162,144 @@ class LocalCluster:
             watch,
         )
 
+    @property
+    def node_layout(self) -> node.NodeLayout:
+        return node.NodeLayout(
+            root=self.layout.root / "node",
+            bin_dir=self.layout.bin_dir,
+            cluster_pki=self.layout.pki,
+            server=self.server,
+        )
+
+    def start_real_node(
+        self, *, taint_self: bool = False, taint_kwok: bool = True, sandbox_image: str = ociimage.PAUSE_IMAGE
+    ) -> None:
+        """Add the real node (needs the full tier). Raises RealNodeUnavailable if this machine can't.
+
+        ``taint_self``: keep pods off it unless they tolerate ``node.REAL_NODE_TAINT`` (tests);
+        ``taint_kwok``: taint kwok's nodes instead, so pods land on the real node by default;
+        ``sandbox_image``: the name our pause image is imported as and containerd's sandbox image.
+        """
+        nodehost.clear_stale_owner()
+        reason = node.preflight(self.layout.bin_dir)
+        if reason is not None:
+            raise RealNodeUnavailable(reason)
+        lay = self.node_layout
+        self._prepare_host(lay)
+        ports = self.layout.ports
+        taints = [node.REAL_NODE_TAINT] if taint_self else []
+        node.write_configs(
+            lay, ports.kubelet_healthz, (ports.proxy_healthz, ports.proxy_metrics), taints, sandbox_image
+        )
+        self._start_containerd(lay, sandbox_image)
+        self._start_kubelet_and_proxy(lay)
+        if taint_kwok:
+            self._taint_kwok_nodes()
+
+    def _prepare_host(self, lay: node.NodeLayout) -> None:
+        """Claim the machine's one real node, then its bridge, routes, cgroups, forwarder, certificates."""
+        lay.root.mkdir(parents=True, exist_ok=True)
+        nodehost.claim(self.layout.root)
+        self.real_node = True  # from here on, stop() tears the node down
+        self._save_state()
+        nodehost.save_sysctls()
+        nodehost.setup_network()
+        nodehost.route_services(components.SERVICE_CIDR)
+        nodehost.setup_cgroups()
+        self._start_apiserver_forward(lay)
+        pki.node_credentials(self.layout.pki, lay.root / "pki", node.NODE_NAME, nodehost.NODE_IP)
+
+    def _start_kubelet_and_proxy(self, lay: node.NodeLayout) -> None:
+        self.api.create("/apis/rbac.authorization.k8s.io/v1/clusterrolebindings", APISERVER_KUBELET_BINDING)
+        self._spawn("kubelet", node.kubelet(lay), env=lay.env())
+        self._wait(f"node {node.NODE_NAME} Ready", lambda: self._node_ready(node.NODE_NAME), list(self.procs))
+        self._spawn("kube-proxy", node.kube_proxy(lay), env=lay.env())
+        port = self.layout.ports.proxy_healthz
+        self._wait(
+            "kube-proxy /healthz", lambda: _http_ok(f"http://127.0.0.1:{port}/healthz"), list(self.procs)
+        )
+
+    def _start_apiserver_forward(self, lay: node.NodeLayout) -> None:
+        """Pods reach the apiserver (the `kubernetes` Service) at the node IP: see ``forward``."""
+        port = self.layout.ports.apiserver
+        argv = [
+            sys.executable,
+            "-m",
+            "localcluster.forward",
+            f"{components.ADVERTISE_ADDRESS}:{port}",
+            f"127.0.0.1:{port}",
+            f"--tag={lay.root}",
+        ]
+        env = {**os.environ, "PYTHONPATH": str(HACK_DIR)}
+        self._spawn("apiserver-forward", argv, env=env)
+        self._wait(
+            "apiserver through the node IP",
+            lambda: _tcp_open(components.ADVERTISE_ADDRESS, port),
+            list(self.procs),
+        )
+
+    def _start_containerd(self, lay: node.NodeLayout, sandbox_image: str) -> None:
+        self._spawn("containerd", node.containerd(lay), env=lay.env(no_pulls=True))
+        self._wait("containerd socket", lambda: _ctr_ok(lay), list(self.procs))
+        archive = ociimage.pause_archive(lay.root / "images", sandbox_image)
+        self.import_image(archive)
+
+    def import_image(self, archive: Path) -> None:
+        """Import an OCI archive into the real node's containerd (the CRI's k8s.io namespace)."""
+        lay = self.node_layout
+        argv = node.ctr(lay, "images", "import", f"--snapshotter={node.snapshotter()}", str(archive))
+        result = subprocess.run(argv, capture_output=True, text=True, env=lay.env())
+        if result.returncode != 0:
+            raise ComponentFailed(f"ctr images import {archive}: {result.stderr.strip()}")
+
+    def _taint_kwok_nodes(self) -> None:
+        nodes = self.api.get("/api/v1/nodes") or {"items": []}
+        for item in nodes["items"]:
+            if item["metadata"].get("labels", {}).get("type") == "kwok":
+                self.api.patch(
+                    f"/api/v1/nodes/{item['metadata']['name']}", {"spec": {"taints": [node.KWOK_TAINT]}}
+                )
+
+    def drain_real_node(self, timeout: float = 30.0) -> None:
+        """Cordon the real node and delete its pods; the kubelet stops them and frees their network."""
+        name = node.NODE_NAME
+        try:
+            self.api.patch(f"/api/v1/nodes/{name}", {"spec": {"unschedulable": True}})
+            pods = self.api.get(f"/api/v1/pods?fieldSelector=spec.nodeName%3D{name}") or {"items": []}
+            for pod in pods["items"]:
+                meta = pod["metadata"]
+                self.api.delete(
+                    f"/api/v1/namespaces/{meta['namespace']}/pods/{meta['name']}?gracePeriodSeconds=0"
+                )
+            processes.wait_for(
+                "real node's containers stopped",
+                lambda: not _running_tasks(self.node_layout),
+                timeout=timeout,
+                watch=[],
+            )
+        except (OSError, RuntimeError, ComponentFailed):
+            pass  # the forceful teardown that follows does the rest
+
+    def stop_real_node(self) -> list[str]:
+        """Drain, stop containerd/kubelet/kube-proxy and undo the node's host changes; returns errors."""
+        if not self.real_node:
+            return []
+        if any(p.name == "kubelet" and processes.alive(p) for p in self.procs):
+            self.drain_real_node()
+        for proc in reversed(self.procs):
+            if proc.name in NODE_PROCS:
+                processes.stop(proc)
+        self.procs = [p for p in self.procs if p.name not in NODE_PROCS]
+        errors = nodehost.teardown(self.layout.root)
+        self.real_node = False
+        self._save_state()
+        return errors
+
     def stop(self) -> None:
-        """Stop every process, newest first (kwok before the apiserver before etcd)."""
+        """Stop every process, newest first (the real node first, then kwok, the apiserver, etcd)."""
+        errors = self.stop_real_node()
+        if errors:
+            print(f"real node teardown left: {'; '.join(errors)}", flush=True)
         for proc in reversed(self.procs):
             processes.stop(proc)
         self.procs.clear()
@@ -164,8 +325,8 @@ class LocalCluster:
 
     # --- internals ------------------------------------------------------------------------
 
-    def _spawn(self, name: str, argv: list[str]) -> Proc:
-        proc = processes.spawn(name, argv, self.layout.log(name), detach=self.settings.detach)
+    def _spawn(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> Proc:
+        proc = processes.spawn(name, argv, self.layout.log(name), detach=self.settings.detach, env=env)
         self.procs.append(proc)
         # Recorded at once: if start-up is interrupted now, `cluster-down` still finds it.
         self._save_state()
@@ -204,9 +365,12 @@ class LocalCluster:
         pki.write_private(self.kubeconfig, yaml.safe_dump(config).encode())
 
     def _save_state(self) -> None:
+        if not self.layout.root.is_dir():
+            return  # destroyed already
         state = {
             "ports": asdict(self.layout.ports),
             "bin_dir": str(self.layout.bin_dir),
+            "real_node": self.real_node,
             "procs": [p.state() for p in self.procs],
         }
         (self.layout.root / STATE_FILE).write_text(json.dumps(state, indent=2))
@@ -221,6 +385,7 @@ class LocalCluster:
         settings = ClusterSettings(root=root, bin_dir=Path(state["bin_dir"]), detach=True)
         cluster = cls(settings, ports=Ports(**state["ports"]))
         cluster.procs = [Proc(**{**p, "log": Path(p["log"])}) for p in state["procs"]]
+        cluster.real_node = bool(state.get("real_node", False))
         return cluster
 
 
@@ -234,3 +399,26 @@ def _etcd_healthy(port: int) -> bool:
 def _is_ready(node: dict[str, Any]) -> bool:
     conditions = node.get("status", {}).get("conditions", [])
     return any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
+
+
+def _http_ok(url: str) -> bool:
+    import urllib.request
+
+    with urllib.request.urlopen(url, timeout=2) as resp:
+        return bool(resp.status == 200)
+
+
+def _tcp_open(host: str, port: int) -> bool:
+    with socket.create_connection((host, port), timeout=2):
+        return True
+
+
+def _ctr_ok(lay: node.NodeLayout) -> bool:
+    if not lay.socket.exists():
+        return False
+    return subprocess.run(node.ctr(lay, "version"), capture_output=True, env=lay.env()).returncode == 0
+
+
+def _running_tasks(lay: node.NodeLayout) -> bool:
+    result = subprocess.run(node.ctr(lay, "tasks", "ls", "-q"), capture_output=True, text=True, env=lay.env())
+    return result.returncode == 0 and bool(result.stdout.strip())

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from localcluster import nodehost
 from localcluster.pki import PkiPaths
 
 # Sized for scale runs: a /16 holds 65,534 ClusterIPs (a /24 stopped Service creation at ~250),
@@ -26,6 +27,10 @@ DEFAULT_PODS_PER_NODE = 10_000
 ALWAYS_ALLOW = "/healthz,/readyz,/livez,/metrics"
 KWOK_NODE_ANNOTATION = "kwok.x-k8s.io/node"
 KWOK_STAGES = Path(__file__).resolve().parent / "kwok-stages.yaml"
+# The `kubernetes` Service's endpoint. Not loopback (an Endpoints address may not be), and the
+# real node's IP: with a real node, pods reach the apiserver there through `forward`; without one
+# nothing connects to it. The apiserver itself binds 127.0.0.1 only.
+ADVERTISE_ADDRESS = nodehost.NODE_IP
 
 
 @dataclass(frozen=True)
@@ -36,6 +41,10 @@ class Ports:
     controller_manager: int
     scheduler: int
     kwok: int
+    # The real node's local health and metrics ports (0: none; state files of older clusters).
+    kubelet_healthz: int = 0
+    proxy_healthz: int = 0
+    proxy_metrics: int = 0
 
 
 @dataclass(frozen=True)
@@ -88,12 +97,21 @@ def kube_apiserver(lay: Layout) -> list[str]:
         f"--secure-port={lay.ports.apiserver}",
         "--bind-address=127.0.0.1",
         # Without a default route the apiserver cannot pick an address to advertise and exits.
-        "--advertise-address=127.0.0.1",
+        f"--advertise-address={ADVERTISE_ADDRESS}",
         f"--cert-dir={lay.root / 'apiserver-certs'}",
         f"--tls-cert-file={p.serving_cert}",
         f"--tls-private-key-file={p.serving_key}",
         f"--client-ca-file={p.ca_cert}",
-        "--authorization-mode=RBAC",
+        # Node: a real node's kubelet (system:node:<name>) may touch only its own node and pods;
+        # NodeRestriction admission enforces the same on writes.
+        "--authorization-mode=Node,RBAC",
+        "--enable-admission-plugins=NodeRestriction",
+        # Logs, exec and port-forward: the apiserver calls a kubelet as this client, at the node's
+        # InternalIP (the node name resolves nowhere), and verifies the kubelet's certificate.
+        f"--kubelet-client-certificate={p.kubelet_client_cert}",
+        f"--kubelet-client-key={p.kubelet_client_key}",
+        f"--kubelet-certificate-authority={p.ca_cert}",
+        "--kubelet-preferred-address-types=InternalIP,Hostname",
         f"--service-cluster-ip-range={SERVICE_CIDR}",
         f"--service-account-issuer=https://127.0.0.1:{lay.ports.apiserver}",
         f"--service-account-key-file={p.sa_pub}",

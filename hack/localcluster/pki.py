@@ -2,8 +2,14 @@
 
 Role: one CA; a serving certificate for the apiserver (localhost, 127.0.0.1, ::1, the in-cluster
 ``kubernetes.default.svc`` names and the first service IP); an admin client certificate in
-``system:masters``; an RSA key that signs and verifies service-account tokens.
-Neighbours: ``cluster`` writes them into the cluster folder and points every component at them.
+``system:masters``; the apiserver's client certificate towards kubelets (logs, exec,
+port-forward); an RSA key that signs and verifies service-account tokens. For a real node,
+``node_credentials`` adds the kubelet's serving certificate (its node IP and name, so the
+apiserver can verify it), the kubelet's client certificate as ``system:node:<name>`` in
+``system:nodes`` (what the Node authorizer and NodeRestriction admission expect) and
+kube-proxy's as ``system:kube-proxy`` (bound to ``system:node-proxier`` by default RBAC).
+Neighbours: ``cluster`` writes them into the cluster folder and points every component at them;
+``node`` asks for the node's.
 """
 
 from __future__ import annotations
@@ -29,6 +35,8 @@ SERVING_DNS_NAMES = (
 # The last one is the `kubernetes` Service's ClusterIP (components.KUBERNETES_SERVICE_IP).
 SERVING_IPS = ("127.0.0.1", "::1", "10.96.0.1")
 VALIDITY = dt.timedelta(days=365)
+# The user the apiserver is when it calls a kubelet; RBAC binds it to system:kubelet-api-admin.
+KUBELET_CLIENT_USER = "kube-apiserver-kubelet-client"
 
 
 @dataclass(frozen=True)
@@ -43,6 +51,8 @@ class PkiPaths:
     admin_key: Path
     sa_key: Path
     sa_pub: Path
+    kubelet_client_cert: Path
+    kubelet_client_key: Path
 
     @classmethod
     def under(cls, folder: Path) -> PkiPaths:
@@ -55,6 +65,8 @@ class PkiPaths:
             admin_key=folder / "admin.key",
             sa_key=folder / "sa.key",
             sa_pub=folder / "sa.pub",
+            kubelet_client_cert=folder / "apiserver-kubelet-client.crt",
+            kubelet_client_key=folder / "apiserver-kubelet-client.key",
         )
 
 
@@ -147,14 +159,10 @@ def generate(folder: Path) -> PkiPaths:
     _write(paths.serving_cert, serving.public_bytes(serialization.Encoding.PEM))
     _write(paths.serving_key, _key_pem(serving_key), private=True)
 
-    admin_key = _ec_key()
-    admin = (
-        _builder(_name("k8s-lab-admin", "system:masters"), ca_name, admin_key.public_key())
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
-        .sign(ca_key, hashes.SHA256())
+    _client_pair(ca_key, ca_name, _name("k8s-lab-admin", "system:masters"), paths.admin_cert, paths.admin_key)
+    _client_pair(
+        ca_key, ca_name, _name(KUBELET_CLIENT_USER), paths.kubelet_client_cert, paths.kubelet_client_key
     )
-    _write(paths.admin_cert, admin.public_bytes(serialization.Encoding.PEM))
-    _write(paths.admin_key, _key_pem(admin_key), private=True)
 
     # Service-account tokens are signed with RSA (RS256), the algorithm every client accepts.
     sa_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
@@ -165,4 +173,68 @@ def generate(folder: Path) -> PkiPaths:
             serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
         ),
     )
+    return paths
+
+
+def _client_pair(
+    ca_key: ec.EllipticCurvePrivateKey, ca_name: x509.Name, subject: x509.Name, cert: Path, key: Path
+) -> None:
+    client_key = _ec_key()
+    client = (
+        _builder(subject, ca_name, client_key.public_key())
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    _write(cert, client.public_bytes(serialization.Encoding.PEM))
+    _write(key, _key_pem(client_key), private=True)
+
+
+@dataclass(frozen=True)
+class NodePki:
+    """A real node's certificates: the kubelet's serving and client pairs, kube-proxy's client pair."""
+
+    serving_cert: Path
+    serving_key: Path
+    kubelet_cert: Path
+    kubelet_key: Path
+    proxy_cert: Path
+    proxy_key: Path
+
+    @classmethod
+    def under(cls, folder: Path) -> NodePki:
+        return cls(
+            serving_cert=folder / "kubelet-serving.crt",
+            serving_key=folder / "kubelet-serving.key",
+            kubelet_cert=folder / "kubelet-client.crt",
+            kubelet_key=folder / "kubelet-client.key",
+            proxy_cert=folder / "kube-proxy.crt",
+            proxy_key=folder / "kube-proxy.key",
+        )
+
+
+def _load_ca(paths: PkiPaths) -> tuple[ec.EllipticCurvePrivateKey, x509.Name]:
+    key = serialization.load_pem_private_key(paths.ca_key.read_bytes(), password=None)
+    if not isinstance(key, ec.EllipticCurvePrivateKey):
+        raise TypeError(f"{paths.ca_key} is not the EC key this module writes")
+    return key, x509.load_pem_x509_certificate(paths.ca_cert.read_bytes()).subject
+
+
+def node_credentials(ca: PkiPaths, folder: Path, node_name: str, node_ip: str) -> NodePki:
+    """Sign a real node's certificates with the cluster CA into ``folder``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = NodePki.under(folder)
+    ca_key, ca_name = _load_ca(ca)
+    serving_key = _ec_key()
+    sans = [x509.DNSName(node_name), x509.IPAddress(ipaddress.ip_address(node_ip))]
+    serving = (
+        _builder(_name(node_name), ca_name, serving_key.public_key())
+        .add_extension(x509.SubjectAlternativeName(sans), critical=False)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    _write(paths.serving_cert, serving.public_bytes(serialization.Encoding.PEM))
+    _write(paths.serving_key, _key_pem(serving_key), private=True)
+    node_subject = _name(f"system:node:{node_name}", "system:nodes")
+    _client_pair(ca_key, ca_name, node_subject, paths.kubelet_cert, paths.kubelet_key)
+    _client_pair(ca_key, ca_name, _name("system:kube-proxy"), paths.proxy_cert, paths.proxy_key)
     return paths

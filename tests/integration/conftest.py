@@ -2,8 +2,11 @@
 
 ``control_plane`` starts once per session (envtest-style) and installs every CRD in ``crds/``;
 ``full_cluster`` adds the controller-manager, scheduler and kwok to the same apiserver the first
-time a test asks for it. Everything runs in a temp folder that is removed at the end, and every
-process dies with the test run, even a killed one (see ``localcluster.processes``).
+time a test asks for it; ``real_node`` adds a real node (containerd, kubelet, kube-proxy) for the
+tests of one module, tainted so that other tests' pods keep to kwok. Where a real node cannot run
+(not root, not Linux) its tests skip, except with ``CI=true``: there they fail. Everything runs
+in a temp folder that is removed at the end, and every process dies with the test run, even a
+killed one (see ``localcluster.processes``; a killed run's real node is torn down by the next).
 
 ``USE_EXISTING_CLUSTER=true`` (the envtest convention) runs the tier against the cluster that
 ``KUBECONFIG`` names instead.
@@ -20,8 +23,9 @@ from pathlib import Path
 
 import kubernetes
 import pytest
-from localcluster import ClusterSettings, LocalCluster
+from localcluster import ClusterSettings, LocalCluster, nodehost
 from localcluster.binaries import bin_dir
+from localcluster.cluster import RealNodeUnavailable
 from tests.support.cluster import CRDS, Cluster
 
 
@@ -50,6 +54,8 @@ def _sweep_stale_test_dirs() -> None:
             owner = int((folder / "owner.pid").read_text())
             os.kill(owner, 0)
         except (FileNotFoundError, ValueError, ProcessLookupError):
+            if nodehost.owns(folder):  # a killed run's real node: its mounts, bridge, chains
+                nodehost.teardown(folder)
             shutil.rmtree(folder, ignore_errors=True)
         except PermissionError:
             pass  # alive, someone else's
@@ -80,6 +86,28 @@ def full_cluster(control_plane: Cluster) -> Cluster:
     if control_plane.local is not None:
         control_plane.local.start_workloads()
     return control_plane
+
+
+def _in_ci() -> bool:
+    return os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+@pytest.fixture(scope="module")
+def real_node(full_cluster: Cluster) -> Iterator[Cluster]:
+    """The session's cluster with a real node for this module's tests; stopped after them."""
+    local = full_cluster.local
+    if local is None:
+        pytest.skip("USE_EXISTING_CLUSTER: the real-node tests need the local harness")
+    try:
+        local.start_real_node(taint_self=True, taint_kwok=False)
+    except RealNodeUnavailable as err:
+        if _in_ci():
+            pytest.fail(f"CI=true but the real node cannot start: {err}")
+        pytest.skip(f"no real node on this machine: {err}")
+    try:
+        yield full_cluster
+    finally:
+        local.stop_real_node()
 
 
 @pytest.fixture(scope="session")

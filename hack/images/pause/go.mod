@@ -1,0 +1,3 @@
+module k8slab.dev/images/pause
+
+go 1.25.0

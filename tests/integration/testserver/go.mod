@@ -1,0 +1,3 @@
+module k8slab.dev/tests/testserver
+
+go 1.25.0
