@@ -47,7 +47,10 @@ def test_a_new_labserver_gets_owned_children_and_kubectl_wait_sees_it_ready(
     status = lab.get("web")["status"]
     assert status["readyReplicas"] == 2
     assert status["endpoints"]["host"].startswith(f"web.{lab.ns}.svc")
-    assert "Created" in lab.event_reasons("web") and "Ready" in lab.event_reasons("web")
+    # Events are posted after the status write that `kubectl wait` saw: wait for them too.
+    eventually(
+        lambda: {"Created", "Ready"} <= lab.event_reasons("web"), timeout=60, what="Created and Ready Events"
+    )
 
 
 def test_editing_message_and_listeners_is_followed_by_the_children_and_observed_generation(lab: Lab) -> None:
