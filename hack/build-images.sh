@@ -177,10 +177,13 @@ build() {
   (cd "$ctx/wheels" && sha256sum -- *.whl | sed "s|^|$name |") >>"$work/out/wheels.txt"
   log "$name: buildah bud -f $dir/Dockerfile --build-arg PYTHON_IMAGE=$BASE_TAG ..."
   local start=$SECONDS
-  bah bud --quiet --pull=never --isolation chroot --format oci \
-    --build-arg "PYTHON_IMAGE=$BASE_TAG" -f "$repo/$dir/Dockerfile" -t "$tag" "$ctx" >/dev/null
-  bah push --quiet "$tag" "oci-archive:$work/out/$name-$VERSION.oci.tar:$tag"
-  bah rmi "$tag" >/dev/null
+  # Untagged in the store (by image ID), tagged in the archive: a build running at the same time
+  # on this machine cannot swap images with this one. The archive is the artifact; the store keeps
+  # the base only.
+  bah bud --quiet --pull=never --isolation chroot --format oci --iidfile "$ctx.iid" \
+    --build-arg "PYTHON_IMAGE=$BASE_TAG" -f "$repo/$dir/Dockerfile" "$ctx" >/dev/null
+  bah push --quiet "$(cat "$ctx.iid")" "oci-archive:$work/out/$name-$VERSION.oci.tar:$tag"
+  bah rmi "$(cat "$ctx.iid")" >/dev/null
   log "  done in $((SECONDS - start))s"
 }
 mkdir -p "$work/out"

@@ -127,7 +127,9 @@ class ImageRoot:
         self._image_id = self._run("inspect", "--format", "{{.FromImageID}}", self.container)
 
     def _run(self, *args: str) -> str:
-        proc = subprocess.run([*self._buildah, *args], capture_output=True, text=True, timeout=600, check=False)
+        proc = subprocess.run(
+            [*self._buildah, *args], capture_output=True, text=True, timeout=600, check=False
+        )
         assert proc.returncode == 0, f"buildah {' '.join(args)}: {proc.stderr}"
         return proc.stdout.strip().splitlines()[-1] if proc.stdout.strip() else ""
 

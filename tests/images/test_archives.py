@@ -94,7 +94,13 @@ def test_the_operator_keeps_the_runtime_contract_of_its_dockerfile_and_deploymen
     deployment = yaml.safe_load((REPO / "deploy" / "manager" / "deployment.yaml").read_text())
     (container,) = deployment["spec"]["template"]["spec"]["containers"]
     assert config["Entrypoint"] == container["command"]
-    assert config["Entrypoint"] == ["kopf", "run", "/app/operator/main.py", "--all-namespaces", "--standalone"]
+    assert config["Entrypoint"] == [
+        "kopf",
+        "run",
+        "/app/operator/main.py",
+        "--all-namespaces",
+        "--standalone",
+    ]
     assert not config.get("Cmd")
     assert config["WorkingDir"] == "/app"
     assert set(config["ExposedPorts"]) == {"8080/tcp", "8081/tcp"}

@@ -34,7 +34,9 @@ def test_the_operator_imports_as_kopf_run_imports_it_and_knows_its_user(image_ro
 
 
 def test_python_m_labop_help_works(image_root: ImageRoot) -> None:
-    done = image_root.run(["python", "-m", "labop", "--help"], env={"PYTHONPATH": "/app/operator"}, tmp_volume=True)
+    done = image_root.run(
+        ["python", "-m", "labop", "--help"], env={"PYTHONPATH": "/app/operator"}, tmp_volume=True
+    )
     assert done.returncode == 0, done.stderr
     assert "--default-image" in done.stdout
 
