@@ -118,6 +118,8 @@ store=$cache_root/buildah
 bah() { buildah --root "$store/root" --runroot "$store/run" --storage-driver vfs "$@"; }
 export BUILDAH_ISOLATION=chroot
 mkdir -p "$cache_root"
+# What a killed build left behind (a build running now is younger than that).
+find "$cache_root" -maxdepth 1 -name '.images-build.*' -mmin +180 -exec rm -rf {} + 2>/dev/null || true
 work=$(mktemp -d "$cache_root/.images-build.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 
@@ -190,7 +192,6 @@ mkdir -p "$work/out"
 cp "$base_dir/packages.txt" "$work/out/packages.txt"
 build labhttp "$LABHTTP_TAG" servers
 build operator "$OPERATOR_TAG" operator
-bah rmi --prune >/dev/null 2>&1 || true
 cat >"$work/out/images.env" <<EOF
 # Written by hack/build-images.sh: the images of this folder (base: $BASE_TAG, $base_dir).
 LABHTTP_IMAGE=$LABHTTP_TAG

@@ -134,9 +134,10 @@ class ImageRoot:
         return proc.stdout.strip().splitlines()[-1] if proc.stdout.strip() else ""
 
     def remove(self) -> None:
-        """Remove the container and the image it was made from (the archive stays the artifact)."""
+        """Remove the container, and the image it was made from unless another container still uses it
+        (a test run at the same time on this machine: the store is the machine's)."""
         self._run("rm", self.container)
-        self._run("rmi", self._image_id)
+        subprocess.run([*self._buildah, "rmi", self._image_id], capture_output=True, timeout=600, check=False)
 
     def popen(
         self,
