@@ -20,7 +20,8 @@
 #      version) and pushed to oci-archive files.
 #
 # Cache: ${K8SLAB_CACHE:-${XDG_CACHE_HOME:-~/.cache}/k8s-lab}/
-#   images-base-<hash of the base recipe>/rootfs.tar, packages.txt
+#   base-python3.11-bookworm-<hash of the base recipe>/rootfs.tar, packages.txt (not images-*: a
+#     glob over old image folders must not take the base with them)
 #   images-<hash of every input>/labhttp-VERSION.oci.tar, operator-VERSION.oci.tar, packages.txt,
 #     wheels.txt, images.env (tags and paths)
 #   buildah/ (buildah's storage: the base image; built images are removed once archived)
@@ -66,7 +67,7 @@ BASE_RECIPE="v1 $BASE_SUITE variant=minbase $BASE_PACKAGES ${BASE_MIRRORS[*]} ${
 
 cache_root=${K8SLAB_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/k8s-lab}
 base_hash=$(printf '%s' "$BASE_RECIPE" | sha256sum | cut -c1-12)
-base_dir=$cache_root/images-base-$base_hash
+base_dir=$cache_root/base-python3.11-$BASE_SUITE-$base_hash
 
 # Every input of the images: this script, the base recipe, both Dockerfiles and build contexts as
 # their COPY instructions see them (byte code and wheels/ left out), the version.
