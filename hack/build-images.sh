@@ -20,7 +20,7 @@
 #      version) and pushed to oci-archive files.
 #
 # Cache: ${K8SLAB_CACHE:-${XDG_CACHE_HOME:-~/.cache}/k8s-lab}/
-#   base-python3.11-bookworm-<hash of the base recipe>/rootfs.tar, packages.txt (not images-*: a
+#   base-python3.11-bookworm-<hash of the base recipe>/rootfs.tar(.sha256), packages.txt (not images-*: a
 #     glob over old image folders must not take the base with them)
 #   images-<hash of every input>/labhttp-VERSION.oci.tar, operator-VERSION.oci.tar, packages.txt,
 #     wheels.txt, images.env (tags and paths)
@@ -125,7 +125,7 @@ work=$(mktemp -d "$cache_root/.images-build.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 
 # --- 1. the base ------------------------------------------------------------------------------------
-if [ ! -f "$base_dir/packages.txt" ]; then
+if [ ! -f "$base_dir/rootfs.tar.sha256" ]; then
   log "base: Debian $BASE_SUITE minbase + $BASE_PACKAGES (mmdebstrap) ..."
   start=$SECONDS
   mkdir -p "$work/base"
@@ -134,18 +134,21 @@ if [ ! -f "$base_dir/packages.txt" ]; then
   mmdebstrap --quiet --mode=root --variant=minbase --include="$BASE_PACKAGES" "${dpkg_options[@]}" \
     --customize-hook='chroot "$1" dpkg-query -W -f='"'"'${Package}\t${Version}\t${Architecture}\n'"'"' >'"'$work/base/packages.txt'" \
     "$BASE_SUITE" "$work/base/rootfs.tar" "${BASE_MIRRORS[@]}"
+  (cd "$work/base" && sha256sum rootfs.tar >rootfs.tar.sha256)
   rm -rf "$base_dir" && mv "$work/base" "$base_dir"
   log "  done in $((SECONDS - start))s: $base_dir ($(du -m "$base_dir/rootfs.tar" | cut -f1) MB)"
 fi
-# The base in buildah's store, labelled with its hash: imported again when the store lacks this one.
-if [ "$(bah inspect --type image --format '{{index .ImageAnnotations "dev.k8slab.base"}}' "$BASE_TAG" 2>/dev/null)" != "$base_hash" ]; then
+# The base in buildah's store, labelled with its tarball's digest: imported again when the store has
+# another one (a base rebuilt from a newer Debian archive, or another recipe).
+base_id=$(cut -c1-64 "$base_dir/rootfs.tar.sha256")
+if [ "$(bah inspect --type image --format '{{index .ImageAnnotations "dev.k8slab.base"}}' "$BASE_TAG" 2>/dev/null)" != "$base_id" ]; then
   log "base: importing into buildah as $BASE_TAG ..."
   start=$SECONDS
   ctr=$(bah from scratch)
   bah add --quiet "$ctr" "$base_dir/rootfs.tar" /
   env_flags=()
   for e in "${BASE_ENV[@]}"; do env_flags+=(--env "$e"); done
-  bah config "${env_flags[@]}" --cmd python3 --annotation "dev.k8slab.base=$base_hash" "$ctr"
+  bah config "${env_flags[@]}" --cmd python3 --annotation "dev.k8slab.base=$base_id" "$ctr"
   bah commit --quiet --rm "$ctr" "$BASE_TAG" >/dev/null
   log "  done in $((SECONDS - start))s"
 fi
