@@ -97,6 +97,10 @@ manifests: ## Copy crds/labservers.yaml into deploy/crd/ (kustomize refuses file
 image-requirements: venv ## Re-derive operator/ and servers/requirements.txt (the images' pins) from requirements.lock.
 	$(PY) hack/image_requirements.py
 
+.PHONY: images
+images: venv ## Build the labhttp and operator images without Docker (buildah, local Debian base) as OCI archives in the cache.
+	@PYTHON=$(PY) hack/build-images.sh >/dev/null
+
 .PHONY: deploy
 deploy: ## Install the operator into the cluster KUBECONFIG names (kubectl apply -k deploy/).
 	hack/kind.sh deploy
@@ -127,12 +131,16 @@ test-kind: ## End to end on kind: build, load, deploy, examples/labserver.yaml u
 
 ##@ Test
 .PHONY: test
-test: venv bins ## Run the whole suite (unit, then integration on a real control plane).
+test: venv bins ## Run the whole suite (unit, labhttp, images (builds them), integration on a real control plane).
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 .PHONY: test-integration
 test-integration: venv bins ## Run the integration tests on a real control plane.
 	$(PY) -m pytest tests/integration $(PYTEST_ARGS)
+
+.PHONY: test-images
+test-images: venv ## Build the images if needed (make images), then check the archives and run each image read-only as uid 65532.
+	$(PY) -m pytest tests/images $(PYTEST_ARGS)
 
 .PHONY: test-unit
 test-unit: venv ## Run the unit tests only (no I/O, no cluster).
