@@ -1,4 +1,4 @@
-"""Benchmark of labop.workqueue.WorkQueue beside a bare asyncio.Queue (a benchmark, not a test).
+"""Benchmark of labop.runtime.workqueue.WorkQueue beside a bare asyncio.Queue (a benchmark, not a test).
 
 Run: `PYTHONPATH=operator .venv/bin/python bench/bench_queue.py` (under 15 s on 2 cores). It prints a
 markdown table for BENCHMARKS.md, with the machine and the date.
@@ -31,14 +31,14 @@ from pathlib import Path
 from typing import Any
 
 try:
-    from labop.workqueue import WorkQueue
+    from labop.runtime.workqueue import WorkQueue
 except ImportError:  # run without PYTHONPATH: find operator/ next to bench/
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "operator"))
-    from labop.workqueue import WorkQueue
+    from labop.runtime.workqueue import WorkQueue
 
 from prometheus_client import CollectorRegistry
 
-from labop.metrics import QueueMetrics
+from labop.runtime.metrics import QueueMetrics
 
 Key = tuple[str, str]
 WORKER_COUNTS = (1, 4, 16)

@@ -19,7 +19,7 @@ from typing import Any, Final
 
 from kubernetes.utils import parse_quantity as client_parse_quantity
 
-from labop.errors import PermanentError
+from labop.runtime import PermanentError
 
 DEFAULT_IMAGE: Final = "ghcr.io/k8s-lab/labhttp:0.1.0"
 

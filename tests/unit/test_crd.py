@@ -23,7 +23,7 @@ from tests.unit.factories import (
 )
 
 from labop import naming, spec
-from labop.errors import PermanentError
+from labop.runtime import PermanentError
 
 INVALID_EXAMPLES = sorted((EXAMPLES / "invalid").glob("*.yaml"))
 VALID_EXAMPLES = sorted(EXAMPLES.glob("*.yaml"))

@@ -24,13 +24,12 @@ from tests.unit.factories import NOW, a_labserver, a_service, a_spec, controlled
 from labop import reasons
 from labop.builders import build_deployment, build_service
 from labop.cache import Cache, Key, child_entry, labserver_entry
-from labop.errors import PermanentError, TransientError
 from labop.kubeapi import APPLY, MERGE, ApiError, Conflict, Gone, KubeApi, NotFound, apply_body
 from labop.reconciler import CLEANUP_RECHECK_SECONDS, Reconciler
 from labop.recorder import EventRecorder
+from labop.runtime import PermanentError, Result, TransientError
 from labop.spec import DEFAULT_IMAGE
 from labop.status import Problem, compute_status
-from labop.workers import Result
 
 KEY: Key = ("lab", "hello")
 Entries = dict[Key, list[dict[str, Any]]]

@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from tests.unit.factories import defaulted, root_schema, schema_errors
 
-from labop.errors import PermanentError
+from labop.runtime import PermanentError
 from labop.spec import (
     DEFAULT_IMAGE,
     DEFAULT_LISTENERS,

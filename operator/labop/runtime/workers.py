@@ -32,37 +32,19 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import math
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 
-from labop.errors import PermanentError, TransientError
-from labop.metrics import ControllerMetrics
-from labop.workqueue import QueueShutDown, WorkQueue
+from labop.runtime.metrics import ControllerMetrics
+from labop.runtime.reconcile import (
+    BadReconcileResult,
+    Key,
+    PermanentError,
+    ReconcileFunc,
+    Result,
+    TransientError,
+)
+from labop.runtime.workqueue import QueueShutDown, WorkQueue
 
-__all__ = ["BadReconcileResult", "Key", "Reconciler", "Result", "WorkerPool"]
-
-Key = tuple[str, str]  # (namespace, name); namespace "" for cluster-scoped objects
-
-
-@dataclass(frozen=True)
-class Result:
-    """What a successful reconcile asks for: nothing more, or another look after some seconds."""
-
-    requeue_after: float | None = None  # seconds; None or 0 = done
-    requeue: bool = False  # again after the rate limiter's delay (ignored with requeue_after)
-
-    def __post_init__(self) -> None:
-        value = self.requeue_after
-        if value is not None and not (math.isfinite(value) and value >= 0):
-            raise ValueError(f"requeue_after must be None or a finite number >= 0, got {value!r}")
-
-
-Reconciler = Callable[[Key], Awaitable[Result | None]]
-
-
-class BadReconcileResult(TypeError):
-    """The reconciler returned something that is neither a Result nor None (a bug: a "panic")."""
+__all__ = ["WorkerPool"]
 
 
 class WorkerPool:
@@ -71,7 +53,7 @@ class WorkerPool:
     def __init__(
         self,
         queue: WorkQueue[Key],
-        reconcile: Reconciler,
+        reconcile: ReconcileFunc,
         *,
         workers: int = 2,
         name: str = "labserver",

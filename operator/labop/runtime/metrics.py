@@ -40,7 +40,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 
-from labop.clock import Clock, MonotonicClock
+from labop.runtime.clock import Clock, MonotonicClock
 
 __all__ = [
     "QUEUE_DURATION_BUCKETS",

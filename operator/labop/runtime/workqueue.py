@@ -93,8 +93,8 @@ from collections import deque
 from collections.abc import Callable, Hashable
 from typing import Final, Generic, Protocol, TypeAlias, TypeVar
 
-from labop.clock import Clock, MonotonicClock
-from labop.ratelimit import RateLimiter, default_controller_rate_limiter
+from labop.runtime.clock import Clock, MonotonicClock
+from labop.runtime.ratelimit import RateLimiter, default_controller_rate_limiter
 
 __all__ = ["QueueMetricsSink", "QueueShutDown", "WorkQueue"]
 
