@@ -227,7 +227,8 @@ async def test_an_invalid_spec_is_reported_in_status_and_by_a_warning_and_nothin
     world: World,
 ) -> None:
     world.store(a_labserver(resources=GREEDY))
-    with pytest.raises(PermanentError, match=r"spec\.resources\.requests\.cpu"):
+    # The apiserver's field path for the rule (its fieldPath), then which resource is over.
+    with pytest.raises(PermanentError, match=r"spec\.resources\.requests: .* cpu: "):
         await world.reconciler.reconcile(KEY)
     assert world.api.applied == []
     (status,) = world.api.statuses
@@ -235,7 +236,7 @@ async def test_an_invalid_spec_is_reported_in_status_and_by_a_warning_and_nothin
     assert conditions(status)["Ready"] == ("False", "InvalidSpec")
     ((kind, reason, message),) = world.api.events
     assert (kind, reason) == ("Warning", "InvalidSpec")
-    assert "must be less than or equal to the limit" in message
+    assert "must be less than or equal to its limit" in message
 
 
 async def test_the_same_invalid_spec_again_writes_and_posts_nothing_new(world: World) -> None:
