@@ -119,15 +119,17 @@ class Rule:
 
 
 @dataclass(frozen=True)
-class Items:
-    """A list's length bounds (`minItems`, `maxItems`), checked on the input as the apiserver does.
+class Size:
+    """Bounds on the number of items of a list (`minItems`/`maxItems`) or of the entries of a
+    map (`maxProperties`), checked on the input, as the apiserver does.
 
-    pydantic's own length check counts the items that validated, so one bad item would also
-    make the list "too short"; this one counts what was sent, and says "list", not "tuple".
+    pydantic's own length check counts what validated, so one bad item would also make a list
+    "too short" (and hide a list too long); this one counts what was sent, and says "list", not
+    "tuple".
     """
 
-    min: int
     max: int
+    min: int = 0
 
     def __get_pydantic_core_schema__(self, source: Any, handler: GetCoreSchemaHandler) -> CoreSchema:
         return core_schema.no_info_before_validator_function(self._validate, handler(source))
@@ -135,16 +137,23 @@ class Items:
     def __get_pydantic_json_schema__(
         self, schema: CoreSchema, handler: GetJsonSchemaHandler
     ) -> JsonSchemaValue:
-        return {**handler(schema), "minItems": self.min, "maxItems": self.max}
+        json_schema = handler(schema)
+        if json_schema.get("type") == "object":
+            return {**json_schema, "maxProperties": self.max}
+        return {**json_schema, "minItems": self.min, "maxItems": self.max}
 
     def _validate(self, value: Any) -> Any:
-        if not isinstance(value, list | tuple):
-            raise PydanticCustomError("list_type", "must be a list, got {kind}", {"kind": _kind(value)})
+        if isinstance(value, Mapping):
+            what = "entries"
+        elif isinstance(value, list | tuple):
+            what = "items"
+        else:
+            return value  # the type's own validation says what is wrong
         if not self.min <= len(value) <= self.max:
             raise PydanticCustomError(
-                "list_length",
-                "must have {min} to {max} items, got {count}",
-                {"min": self.min, "max": self.max, "count": len(value)},
+                "size",
+                "must have {min} to {max} {what}, got {count}",
+                {"min": self.min, "max": self.max, "what": what, "count": len(value)},
             )
         return value
 
@@ -292,7 +301,7 @@ class Listener(SpecModel):
 
 DEFAULT_LISTENERS: Final = (Listener(name="api", port=8080), Listener(name="metrics", port=9090))
 
-ResourceList = Annotated[dict[StrictStr, Quantity], Field(max_length=MAX_RESOURCE_NAMES)]
+ResourceList = Annotated[dict[StrictStr, Quantity], Size(MAX_RESOURCE_NAMES)]
 
 
 class ResourceRequirements(SpecModel):
@@ -359,7 +368,7 @@ class LabServerSpec(SpecModel):
     ] = DEFAULT_MESSAGE
     listeners: Annotated[
         tuple[Listener, ...],
-        Items(MIN_LISTENERS, MAX_LISTENERS),
+        Size(MAX_LISTENERS, MIN_LISTENERS),
         Field(
             json_schema_extra={"x-kubernetes-list-type": "atomic"},
             description=(

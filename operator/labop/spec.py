@@ -121,10 +121,11 @@ def _problems(error: ValidationError) -> list[str]:
             f"[{part}]" if isinstance(part, int) else f".{part}" for part in detail["loc"]
         )
         path += str(detail.get("ctx", {}).get("field_path", ""))
-        # pydantic names the model's Python class; the object's reader knows no such thing.
+        # pydantic speaks of Python types; the object's reader knows JSON's.
         text = re.sub(r" or instance of \w+", "", detail["msg"])
+        text = text.replace("valid tuple", "valid list").replace("valid dictionary", "valid object")
         given = detail.get("input")
-        if detail["type"] in ("cel", "quantity", "list_type", "list_length", "missing"):
+        if detail["type"] in ("cel", "quantity", "size", "missing"):
             pass  # the message says it all
         elif isinstance(given, int | float) or (isinstance(given, str) and len(given) <= 64):
             text += f", got {given!r}"

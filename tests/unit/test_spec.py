@@ -98,14 +98,14 @@ def test_the_metrics_listener_is_the_one_called_metrics_else_the_first() -> None
         ({"message": "x" * 1025}, "spec.message: String should have at most 1024 characters"),
         ({"message": 7}, "spec.message: Input should be a valid string, got 7"),
         ({"listeners": []}, "spec.listeners: must have 1 to 8 items, got 0"),
-        ({"listeners": {"name": "api"}}, "spec.listeners: must be a list, got dict"),
+        ({"listeners": {"name": "api"}}, "spec.listeners: Input should be a valid list, got dict"),
         (
             {"listeners": [{"name": f"p{i}", "port": 8000 + i} for i in range(9)]},
             "spec.listeners: must have 1 to 8 items, got 9",
         ),
         ({"listeners": [{"port": 8080}]}, "spec.listeners[0].name: Field required"),
         ({"listeners": [{"name": "api"}]}, "spec.listeners[0].port: Field required"),
-        ({"listeners": ["api"]}, "spec.listeners[0]: Input should be a valid dictionary, got 'api'"),
+        ({"listeners": ["api"]}, "spec.listeners[0]: Input should be a valid object, got 'api'"),
         (
             {"listeners": [{"name": "api", "port": 80}]},
             "spec.listeners[0].port: Input should be greater than or equal to 1024, got 80",
@@ -137,7 +137,7 @@ def test_the_metrics_listener_is_the_one_called_metrics_else_the_first() -> None
         ),
         ({"image": ""}, "spec.image: String should have at least 1 character, got ''"),
         ({"image": 3}, "spec.image: Input should be a valid string, got 3"),
-        ({"resources": []}, "spec.resources: Input should be a valid dictionary, got list"),
+        ({"resources": []}, "spec.resources: Input should be a valid object, got list"),
         (
             {"resources": {"limits": {"memory": "128MB"}}},
             "spec.resources.limits.memory: '128MB' is not a quantity (e.g. 100m, 64Mi, 1)",
