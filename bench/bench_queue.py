@@ -11,8 +11,8 @@ What is measured:
 * peak memory (tracemalloc) of a queue holding 100k distinct keys that were built beforehand,
   i.e. the queue's own bookkeeping, not the keys.
 
-Neighbours: the code under test is operator/labop/workqueue.py (and metrics.py for the row
-with metrics); the figures go to the "Work queue" section of BENCHMARKS.md.
+The code under test is labop.runtime.workqueue (and labop.runtime.metrics for the row with
+metrics); the figures go to the "Work queue" section of BENCHMARKS.md.
 """
 
 from __future__ import annotations

@@ -2,12 +2,10 @@
 
 Role: start etcd and kube-apiserver (the envtest tier) and, on demand, kube-controller-manager,
 kube-scheduler and kwok with fake nodes (the full tier, where Deployments get Ready pods and
-garbage collection runs). Used by the pytest fixtures in ``tests/conftest.py`` and by
+garbage collection runs). Used by the integration tier's pytest fixtures and by
 ``python -m localcluster`` behind ``make cluster-up / cluster-down / cluster-status``.
-
-Neighbours: ``pki`` makes the certificates, ``components`` holds each binary's command line,
-``processes`` starts/stops/watches the processes, ``cluster`` puts them together,
-``binaries`` finds the binaries that ``hack/build-bins.sh`` builds.
+Why not kind or envtest: no Docker on the CI machine, and envtest has no scheduler, garbage
+collector or nodes, which the operator's end-to-end tests need.
 """
 
 from localcluster.cluster import ClusterSettings, LocalCluster

@@ -1,7 +1,6 @@
 """``python -m localcluster up|down|status``: the full local cluster in the background.
 
 Role: the command behind ``make cluster-up``, ``make cluster-down`` and ``make cluster-status``.
-Neighbours: ``cluster.LocalCluster`` does the work; ``binaries`` finds or builds the binaries.
 """
 
 from __future__ import annotations

@@ -5,7 +5,6 @@ Role: ``LocalCluster.start_control_plane()`` runs etcd + kube-apiserver (the env
 tier: scheduling, Ready pods, garbage collection); ``stop()`` stops all in reverse order. A
 detached cluster (``make cluster-up``) saves its state to ``state.json`` so that a later command
 can report on it or stop it.
-Neighbours: ``components`` (argv), ``processes`` (spawn/stop/wait), ``pki``, ``adminapi``.
 """
 
 from __future__ import annotations

@@ -3,7 +3,6 @@
 Role: one CA; a serving certificate for the apiserver (localhost, 127.0.0.1, ::1, the in-cluster
 ``kubernetes.default.svc`` names and the first service IP); an admin client certificate in
 ``system:masters``; an RSA key that signs and verifies service-account tokens.
-Neighbours: ``cluster`` writes them into the cluster folder and points every component at them.
 """
 
 from __future__ import annotations

@@ -3,9 +3,9 @@
 Role: the index functions (registered in ``handlers``) store what the reconciler reads: each
 LabServer whole (it is small and the reconciler needs spec, metadata and status), and of every
 Deployment and Service a small projection (see ``child_entry``; the live child comes back from
-the apply). ``Cache`` reads them by key;
-``owner_key`` maps a child's event to its LabServer's key.
-Neighbours: ``handlers`` (registers the indexes, enqueues keys), ``reconciler`` (reads).
+the apply). ``Cache`` reads them by key; ``owner_key`` maps a child's event to its
+LabServer's key. Why kopf's indexes and not reads from the API: every reconcile would cost
+requests, and the watches kopf keeps anyway already hold the objects.
 """
 
 from __future__ import annotations

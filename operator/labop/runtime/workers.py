@@ -1,8 +1,8 @@
 """The worker pool: N tasks that take keys from the work queue and run the reconciler on them.
 
-Neighbours: `labop.workqueue.WorkQueue` feeds it (kopf handlers fill the queue), the operator's
-reconcile function does the work, `labop.errors.PermanentError` marks failures not worth a retry,
-and `labop.metrics.ControllerMetrics` counts the outcomes under controller-runtime's names.
+Why a pool of tasks over one queue, not a task per event: a bounded number of reconciles at
+once, never two on one key, and retries with backoff, all counted under controller-runtime's
+metric names. The reconcile contract (`Result`, the errors) is in `reconcile`.
 
 Each worker runs the loop of client-go's sample-controller, in small steps:
 `_run_worker` (loop) -> `_process_next_item` (get ... done) -> `_reconcile_handler` (call the
