@@ -228,7 +228,7 @@ def _unique(attribute: str) -> Callable[[Any], str | None]:
 def _requests_within_limits(resources: Any) -> str | None:
     requests, limits = dict(resources.requests or {}), dict(resources.limits or {})
     over = [
-        f"{name}: {requests[name]} > limit {limits[name]}"
+        f"requests.{name} {requests[name]} > limits.{name} {limits[name]}"
         for name in sorted(requests.keys() & limits.keys())
         if parse_quantity(requests[name]) > parse_quantity(limits[name])
     ]

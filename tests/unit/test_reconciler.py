@@ -228,7 +228,7 @@ async def test_an_invalid_spec_is_reported_in_status_and_by_a_warning_and_nothin
 ) -> None:
     world.store(a_labserver(resources=GREEDY))
     # The apiserver's field path for the rule (its fieldPath), then which resource is over.
-    with pytest.raises(PermanentError, match=r"spec\.resources\.requests: .* cpu: "):
+    with pytest.raises(PermanentError, match=r"spec\.resources\.requests: .*requests\.cpu 2 > limits\.cpu 1"):
         await world.reconciler.reconcile(KEY)
     assert world.api.applied == []
     (status,) = world.api.statuses

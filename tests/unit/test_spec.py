@@ -153,7 +153,7 @@ def test_the_metrics_listener_is_the_one_called_metrics_else_the_first() -> None
         (
             {"resources": {"requests": {"memory": "1Gi"}, "limits": {"memory": "512Mi"}}},
             "spec.resources.requests: each resource request must be less than or equal to its limit, "
-            "memory: 1Gi > limit 512Mi",
+            "requests.memory 1Gi > limits.memory 512Mi",
         ),
     ],
 )
