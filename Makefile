@@ -90,8 +90,8 @@ uninstall: bins ## Remove the CRD (and so every LabServer) from the cluster of $
 
 ##@ Deploy (into a real cluster; see deploy/README.md)
 .PHONY: manifests
-manifests: ## Copy crds/labservers.yaml into deploy/crd/ (kustomize refuses files outside deploy/).
-	cp crds/labservers.yaml deploy/crd/labservers.yaml
+manifests: venv ## Generate the CRD from operator/labop/api.py into crds/ and deploy/crd/ (kustomize refuses files outside deploy/).
+	$(PY) hack/gen_crd.py
 
 .PHONY: image-requirements
 image-requirements: venv ## Re-derive operator/ and servers/requirements.txt (the images' pins) from requirements.lock.

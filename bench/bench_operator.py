@@ -30,8 +30,7 @@ integration tests' `OperatorProcess`, LABOP_WORKERS=N, started and /readyz befor
 
 Everything listens on 127.0.0.1. The cluster and the operator are stopped and the temp folder
 removed on every exit: normal, error, Ctrl-C or SIGTERM.
-Neighbours: `hack/localcluster` (the cluster), `tests/support/operator.py` (the operator
-process); the figures go to BENCHMARKS.md.
+The figures go to BENCHMARKS.md.
 """
 
 from __future__ import annotations

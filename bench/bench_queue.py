@@ -1,4 +1,4 @@
-"""Benchmark of labop.workqueue.WorkQueue beside a bare asyncio.Queue (a benchmark, not a test).
+"""Benchmark of labop.runtime.workqueue.WorkQueue beside a bare asyncio.Queue (a benchmark, not a test).
 
 Run: `PYTHONPATH=operator .venv/bin/python bench/bench_queue.py` (under 15 s on 2 cores). It prints a
 markdown table for BENCHMARKS.md, with the machine and the date.
@@ -11,8 +11,8 @@ What is measured:
 * peak memory (tracemalloc) of a queue holding 100k distinct keys that were built beforehand,
   i.e. the queue's own bookkeeping, not the keys.
 
-Neighbours: the code under test is operator/labop/workqueue.py (and metrics.py for the row
-with metrics); the figures go to the "Work queue" section of BENCHMARKS.md.
+The code under test is labop.runtime.workqueue (and labop.runtime.metrics for the row with
+metrics); the figures go to the "Work queue" section of BENCHMARKS.md.
 """
 
 from __future__ import annotations
@@ -31,14 +31,14 @@ from pathlib import Path
 from typing import Any
 
 try:
-    from labop.workqueue import WorkQueue
+    from labop.runtime.workqueue import WorkQueue
 except ImportError:  # run without PYTHONPATH: find operator/ next to bench/
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "operator"))
-    from labop.workqueue import WorkQueue
+    from labop.runtime.workqueue import WorkQueue
 
 from prometheus_client import CollectorRegistry
 
-from labop.metrics import QueueMetrics
+from labop.runtime.metrics import QueueMetrics
 
 Key = tuple[str, str]
 WORKER_COUNTS = (1, 4, 16)

@@ -87,7 +87,7 @@ class Image:
 
 OPERATOR = Image(
     REPO / "operator" / "requirements.txt",
-    ("kopf", "kubernetes", "aiohttp", "prometheus-client", "pyyaml"),
+    ("kopf", "kubernetes", "aiohttp", "prometheus-client", "pyyaml", "pydantic"),
     "The operator image's runtime dependencies, for operator/Dockerfile:\n"
     "    pip install --require-hashes --no-deps --only-binary=:all: -r requirements.txt",
 )

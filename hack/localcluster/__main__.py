@@ -5,7 +5,6 @@ Role: the command behind ``make cluster-up``, ``make cluster-down`` and ``make c
 run) when the machine allows it and otherwise says in one line why not and goes on with kwok
 alone; ``on`` fails if it cannot; ``off`` is kwok alone. ``leftovers`` lists what a real node of
 the folder left on the machine (exit 1 if anything).
-Neighbours: ``cluster.LocalCluster`` does the work; ``binaries`` finds or builds the binaries.
 """
 
 from __future__ import annotations

@@ -4,7 +4,6 @@ Role: readiness probes and the few objects the harness creates itself (fake node
 RBAC binding; the real node's drain), over HTTPS
 with the admin client certificate; standard library only, so the harness needs no Kubernetes
 client. Tests and the operator use real clients against the kubeconfig ``cluster`` writes.
-Neighbours: ``cluster`` (its only user), ``pki`` (the certificates).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Where the control-plane binaries are.
 
 Role: ``KUBEBUILDER_ASSETS`` (the envtest convention) if set, else the per-machine cache that
-``hack/build-bins.sh`` fills, building what is missing. Neighbours: ``cluster`` asks for the folder.
+``hack/build-bins.sh`` fills, building what is missing.
 """
 
 from __future__ import annotations

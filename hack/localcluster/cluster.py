@@ -7,8 +7,6 @@ tier: scheduling, Ready pods, garbage collection); ``start_real_node()`` adds a 
 ``stop()`` drains and tears the real node down, then stops all in reverse order. A
 detached cluster (``make cluster-up``) saves its state to ``state.json`` so that a later command
 can report on it or stop it.
-Neighbours: ``components`` (argv), ``processes`` (spawn/stop/wait), ``pki``, ``adminapi``,
-``node`` (the real node's files and argv), ``nodehost`` (its host-side set-up and cleanup).
 """
 
 from __future__ import annotations

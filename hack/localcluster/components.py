@@ -3,7 +3,6 @@
 Role: one function per binary, from a ``Layout`` (folders, ports, certificate paths) to argv.
 The flags follow the two reference launchers, envtest (etcd + kube-apiserver) and kwokctl
 (controller-manager, scheduler, kwok); the reasons for the less obvious ones are in comments.
-Neighbours: ``cluster`` allocates the ports and runs these argvs through ``processes``.
 """
 
 from __future__ import annotations

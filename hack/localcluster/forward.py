@@ -7,7 +7,6 @@ interfaces), and an Endpoints address may not be loopback; so it advertises the 
 forwarder, started with the real node, copies bytes from ``<node IP>:<apiserver port>`` to
 ``127.0.0.1:<apiserver port>`` (TLS passes through untouched). ``--tag`` only puts the node's
 folder in the command line, so the node's teardown finds and stops this process with the rest.
-Neighbours: ``cluster.start_real_node`` starts it; ``nodehost.teardown`` stops it.
 """
 
 from __future__ import annotations

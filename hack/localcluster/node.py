@@ -19,8 +19,6 @@ Why these settings (found by hand on the project's machines, see ../shared/notes
   containerd runs ``loopback`` itself. No IP masquerade: pods talk to this machine only;
 - kube-proxy in iptables mode with no sysctl changes of its own (no conntrack tuning, no
   localhost NodePorts), NodePorts on the node IP only.
-Neighbours: ``nodehost`` owns the host-side network, cgroups and cleanup; ``cluster`` starts the
-processes; ``ociimage`` makes the pause image.
 """
 
 from __future__ import annotations

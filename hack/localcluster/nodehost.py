@@ -24,7 +24,6 @@ These names are machine-wide, so one real node runs per machine: ``OWNER_FILE`` 
 is, and a second cluster falls back to kwok alone. Mounts (the kubelet's root dir, pods'
 volumes, containers' root filesystems, the pods' network namespaces) and processes (kubelet,
 kube-proxy, containerd, its shims) all live under or name the cluster's folder.
-Neighbours: ``node`` starts the processes; ``cluster`` calls ``teardown`` on stop.
 """
 
 from __future__ import annotations

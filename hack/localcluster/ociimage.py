@@ -5,8 +5,6 @@ server image; both are one static Go binary. ``build_go`` compiles such a progra
 ``write_archive`` packs it as one uncompressed layer with an image config into the tar format
 that ``ctr images import`` reads (``oci-layout``, ``index.json``, ``blobs/sha256/``). The image's
 name travels in the ``io.containerd.image.name`` annotation, so the import needs no other flag.
-Neighbours: ``node`` imports the archives into the node's containerd; ``hack/pause-image.sh``
-builds the pause archive by hand.
 """
 
 from __future__ import annotations

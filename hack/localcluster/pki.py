@@ -8,8 +8,6 @@ port-forward); an RSA key that signs and verifies service-account tokens. For a 
 apiserver can verify it), the kubelet's client certificate as ``system:node:<name>`` in
 ``system:nodes`` (what the Node authorizer and NodeRestriction admission expect) and
 kube-proxy's as ``system:kube-proxy`` (bound to ``system:node-proxier`` by default RBAC).
-Neighbours: ``cluster`` writes them into the cluster folder and points every component at them;
-``node`` asks for the node's.
 """
 
 from __future__ import annotations

@@ -4,7 +4,6 @@ Role: spawn a binary with its output in a log file, either tied to our own life 
 kills it if the test process dies, even by SIGKILL) or detached (``make cluster-up``: it outlives
 the command that started it); stop a process gracefully, then forcefully; wait for a condition
 while failing fast, with the log's tail, if the process dies meanwhile.
-Neighbours: ``cluster`` decides what to run; ``components`` builds the argv.
 """
 
 from __future__ import annotations

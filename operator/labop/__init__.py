@@ -1,5 +1,5 @@
-"""labop: the LabServer operator's own code, loaded by `kopf run operator/main.py`.
+"""labop: the LabServer operator, loaded by `kopf run operator/main.py` (or `python -m labop`).
 
-Neighbours: kopf handlers (in the operator's main module) turn watch events into keys and feed
-`labop.workqueue.WorkQueue`; `labop.workers.WorkerPool` drains it into the reconciler.
+`labop.runtime` is the generic controller machinery (queue, workers, metrics, builder) and
+knows nothing of LabServers; the rest of the package is the LabServer controller built on it.
 """

@@ -1,7 +1,8 @@
 """``python -m labop [flags]``: the operator without the kopf CLI, settings from flags and env.
 
 Role: parse ``OperatorSettings``, then run kopf in-process with the same handlers that
-``kopf run operator/main.py`` loads. Neighbours: ``settings``, ``handlers``.
+``kopf run operator/main.py`` loads, so that the operator can take real flags (kopf's CLI
+owns the command line otherwise).
 """
 
 from __future__ import annotations

@@ -1,9 +1,7 @@
 """Pure builders of a LabServer's children: the Deployment and the Service, apply-ready.
 
-Neighbours: the controller parses the spec with `labop.spec.parse_spec`, calls these builders
-and server-side applies the results with field manager `labop.naming.FIELD_MANAGER`; the
-labhttp server (servers/labhttp) is what the pods run and reads the LABHTTP_* variables set
-here. `labop.status` later reads the applied objects back.
+Pure, from a parsed `LabServerSpec`, so that what the operator asks for can be tested without
+an API. The pods run labhttp (servers/labhttp), configured by the LABHTTP_* variables set here.
 
 Every object is complete (apiVersion, kind, metadata, spec) and lists only the fields the
 operator owns: with server-side apply, a field we stop sending is removed, and a field we never

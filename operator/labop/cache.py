@@ -3,9 +3,9 @@
 Role: the index functions (registered in ``handlers``) store what the reconciler reads: each
 LabServer whole (it is small and the reconciler needs spec, metadata and status), and of every
 Deployment and Service a small projection (see ``child_entry``; the live child comes back from
-the apply). ``Cache`` reads them by key;
-``owner_key`` maps a child's event to its LabServer's key.
-Neighbours: ``handlers`` (registers the indexes, enqueues keys), ``reconciler`` (reads).
+the apply). ``Cache`` reads them by key; ``owner_key`` maps a child's event to its
+LabServer's key. Why kopf's indexes and not reads from the API: every reconcile would cost
+requests, and the watches kopf keeps anyway already hold the objects.
 """
 
 from __future__ import annotations
@@ -15,7 +15,8 @@ from collections.abc import Iterator, Mapping
 from typing import Any, Protocol
 
 from labop.naming import GROUP, KIND
-from labop.workers import Key
+from labop.runtime import GroupKind, Key
+from labop.runtime.controller import controller_owner_key
 
 __all__ = ["Cache", "Key", "child_entry", "labserver_entry", "owner_key"]
 
@@ -26,6 +27,9 @@ class IndexLike(Protocol):
     def __getitem__(self, key: Any) -> Any: ...
     def __contains__(self, key: object) -> bool: ...
     def __iter__(self) -> Iterator[Any]: ...
+
+
+LABSERVER = GroupKind(GROUP, KIND)
 
 
 def labserver_entry(body: Mapping[str, Any]) -> dict[str, Any]:
@@ -68,12 +72,7 @@ def child_entry(body: Mapping[str, Any]) -> dict[str, Any]:
 
 def owner_key(child: Mapping[str, Any]) -> Key | None:
     """The key of the LabServer that controls ``child``, or None if no LabServer does."""
-    meta = child.get("metadata") or {}
-    for ref in meta.get("ownerReferences") or []:
-        group = str(ref.get("apiVersion", "")).split("/", 1)[0]
-        if ref.get("controller") and ref.get("kind") == KIND and group == GROUP:
-            return (str(meta.get("namespace")), str(ref.get("name")))
-    return None
+    return controller_owner_key(child, LABSERVER)
 
 
 def _one(index: IndexLike, key: Key) -> dict[str, Any] | None:

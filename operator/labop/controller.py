@@ -1,35 +1,30 @@
-"""The LabServer controller: one queue, one worker pool, the resync, the monitoring endpoints.
+"""The LabServer controller: the runtime's controller for LabServers, plus the operator's endpoints.
 
-Role: the object that exists for the operator's lifetime. kopf handlers hand it keys
-(``enqueue``, ``enqueue_owner``); the bounded ``WorkQueue`` dedupes them and the ``WorkerPool``
-runs ``Reconciler.reconcile`` on them; a periodic resync re-adds every cached LabServer with the
-non-blocking add (a full queue already holds plenty of work, so a skipped resync is harmless);
-``stop`` drains in-flight reconciles within the grace period.
-Like controller-runtime's ``For(LabServer).Owns(Deployment).Owns(Service)``: child events map
-to the owner's key.
-Neighbours: ``handlers`` (kopf side), ``reconciler``, ``workqueue``/``workers``/``metrics``,
-``monitoring``, ``settings``.
+Role: the object that exists for the operator's lifetime. The runtime (``labop.runtime``) does
+the queueing, the workers and the resync; this module says what to reconcile (LabServers, with
+the Deployments and Services they own) and with what (``Reconciler``), and serves ``/metrics``,
+``/healthz`` and ``/readyz``. Child events map to the owner's key, and a same-named child no
+LabServer controls maps to the LabServer of that name (so a ChildConflict clears as soon as
+the stranger goes).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Mapping
 from typing import Any
 
 from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector
 
-from labop.cache import Cache, Key, owner_key
+from labop.cache import Cache
 from labop.kubeapi import KubeApiLike
-from labop.metrics import ControllerMetrics, QueueMetrics
 from labop.monitoring import Listener, make_health_app, make_metrics_app, serve
+from labop.naming import GROUP, KIND
 from labop.reconciler import Reconciler
 from labop.recorder import EventRecorder
+from labop.runtime import ControllerBuilder, Key
 from labop.settings import OperatorSettings
-from labop.workers import WorkerPool
-from labop.workqueue import WorkQueue
 
 NAME = "labserver"
 log = logging.getLogger("labop.controller")
@@ -55,9 +50,6 @@ class Controller:
         self.cache = cache
         self.api = api
         self.registry = registry or new_registry()
-        self.queue: WorkQueue[Key] = WorkQueue(
-            settings.queue_size, name=NAME, metrics=QueueMetrics(self.registry, NAME, controller=NAME)
-        )
         reconciler = Reconciler(
             cache,
             api,
@@ -65,41 +57,43 @@ class Controller:
             default_image=settings.default_image,
             reapply_seconds=settings.resync_seconds or 300.0,
         )
-        self.pool = WorkerPool(
-            self.queue,
-            reconciler.reconcile,
-            workers=settings.workers,
-            name=NAME,
-            metrics=ControllerMetrics(self.registry, NAME),
-            logger=logging.getLogger("labop.workers"),
+        self.runtime = (
+            ControllerBuilder(NAME)
+            .for_(GROUP, KIND, namesakes=True)
+            .owns("apps", "Deployment")
+            .owns("", "Service")
+            .with_options(
+                workers=settings.workers,
+                queue_size=settings.queue_size,
+                resync_seconds=settings.resync_seconds,
+                shutdown_timeout=settings.shutdown_timeout,
+                registry=self.registry,
+                logger=logging.getLogger("labop.workers"),
+            )
+            .complete(
+                reconciler.reconcile,
+                primary_keys=cache.labserver_keys,
+                primary_exists=lambda key: cache.labserver(key) is not None,
+            )
         )
-        # kopf runs handlers only after every indexed kind was listed once: the first key from a
-        # handler proves the cache is complete, so the resync (which walks the cache) waits for it.
-        self.primed = asyncio.Event()
-        self._resync_task: asyncio.Task[None] | None = None
+        self.queue = self.runtime.queue
+        self.pool = self.runtime.pool
+        self.primed = self.runtime.primed
         self._listeners: list[Listener] = []
 
     # --- producers (kopf handlers) --------------------------------------------------------
 
     async def enqueue(self, key: Key) -> None:
         """Backpressure on purpose: a full queue parks this kopf handler (see workqueue's docstring)."""
-        self.primed.set()
-        await self.queue.add(key)
+        await self.runtime.enqueue(key)
 
     async def enqueue_owner(self, child: Mapping[str, Any]) -> None:
-        """A Deployment's or Service's event: its controlling LabServer's key, if it has one.
+        """A Deployment's or Service's event: its controlling LabServer's key, if it has one."""
+        await self.runtime.enqueue_owner(child)
 
-        A same-named child with no LabServer controller still maps to the LabServer of that
-        name, so that deleting a conflicting stranger lets the LabServer recover at once.
-        """
-        self.primed.set()
-        key = owner_key(child)
-        if key is None:
-            meta = child.get("metadata") or {}
-            candidate = (str(meta.get("namespace")), str(meta.get("name")))
-            key = candidate if self.cache.labserver(candidate) is not None else None
-        if key is not None:
-            await self.enqueue(key)
+    def resync(self) -> int:
+        """Re-add every cached LabServer without waiting; returns how many did not fit."""
+        return self.runtime.resync()
 
     # --- lifecycle --------------------------------------------------------------------------
 
@@ -112,9 +106,7 @@ class Controller:
             raise
 
     async def _start(self) -> None:
-        await self.pool.start()
-        if self.settings.resync_seconds > 0:
-            self._resync_task = asyncio.create_task(self._resync_forever(), name="labop-resync")
+        await self.runtime.start()
         s = self.settings
         if s.metrics_port:
             metrics = make_metrics_app(self.registry)
@@ -136,30 +128,12 @@ class Controller:
         )
 
     async def stop(self) -> None:
-        if self._resync_task is not None:
-            self._resync_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._resync_task
-        await self.pool.stop(timeout=self.settings.shutdown_timeout)
+        await self.runtime.stop()
         for listener in self._listeners:
             await listener.runner.cleanup()
         self.api.close()
         log.info("controller stopped")
 
-    async def _resync_forever(self) -> None:
-        await self.primed.wait()
-        while True:
-            await asyncio.sleep(self.settings.resync_seconds)
-            self.resync()
-
-    def resync(self) -> int:
-        """Re-add every cached LabServer without waiting; returns how many did not fit."""
-        skipped = 0
-        for key in self.cache.labserver_keys():
-            try:
-                self.queue.add_nowait(key)
-            except asyncio.QueueFull:
-                skipped += 1
-        if skipped:
-            log.warning("resync skipped keys=%d reason=queue-full", skipped)
-        return skipped
+    @property
+    def _resync_task(self) -> asyncio.Task[None] | None:
+        return self.runtime.resync_task

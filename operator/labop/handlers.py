@@ -5,7 +5,6 @@ event -> key -> enqueue and nothing else. No state-tracking handlers (on.create/
 kopf writes no annotations, finalizers or status of its own onto anybody's objects.
 Startup builds the ``Controller`` (settings from ``memo`` when started by ``python -m labop``,
 else from the environment, since ``kopf run`` owns the command line) and tunes kopf's settings.
-Neighbours: ``operator/main.py`` and ``__main__`` import this; ``controller`` does the work.
 """
 
 from __future__ import annotations

@@ -3,8 +3,8 @@
 Role: two small aiohttp applications (as controller-runtime separates its metrics and health
 probe listeners), each on its own ``AppRunner``/``TCPSite``. ``/healthz`` says the worker pool is
 alive; ``/readyz`` that the controller has started (kopf gates the handlers on the initial
-listing of every watched kind itself).
-Neighbours: ``controller`` starts and stops them and supplies the two checks and the registry.
+listing of every watched kind itself). The checks and the registry are passed in, so this
+module knows nothing of what it reports on.
 """
 
 from __future__ import annotations

@@ -1,9 +1,9 @@
 """Names and labels shared by a LabServer and the children the operator makes for it.
 
-Neighbours: `labop.builders` stamps these labels and the owner reference on the Deployment and
-the Service; `labop.status` publishes `selector_string` as `.status.selector` (the scale
-subresource reads it, e.g. for `kubectl scale` and the HPA); the controller uses
-`is_controlled_by` to tell its own children from same-named objects someone else made.
+Why one module: the labels, the selector (published as `.status.selector` for the scale
+subresource, e.g. `kubectl scale` and the HPA) and the owner reference must agree wherever they
+are written or read, and `is_controlled_by` is how the operator tells its own children from
+same-named objects someone else made.
 
 Pure functions only: no API calls.
 """

@@ -1,8 +1,7 @@
 """Condition types and the CamelCase reasons for conditions and Events of a LabServer.
 
-Neighbours: `labop.status` sets the conditions with these reasons; the controller passes a
-`labop.status.Problem` carrying one of the problem reasons and posts Events with the EVENT_*
-reasons; the CRD's `Status` printer column shows the Ready condition's reason.
+Why one module: conditions, Events and the CRD's `Status` printer column (the Ready
+condition's reason) speak the same words, and users script against them.
 
 Plain strings (not an Enum) on purpose: they go straight into JSON/YAML and into the API.
 

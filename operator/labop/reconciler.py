@@ -28,13 +28,12 @@ from labop import reasons
 from labop.apierrors import ApiError, Verdict, classify
 from labop.builders import build_deployment, build_service
 from labop.cache import Cache, Key
-from labop.errors import PermanentError, TransientError
 from labop.kubeapi import Applied, KubeApiLike
 from labop.naming import is_controlled_by
 from labop.recorder import NORMAL, WARNING, EventRecorder
+from labop.runtime import PermanentError, Result, TransientError
 from labop.spec import LabServerSpec, parse_spec
 from labop.status import Problem, compute_status, foreign_children_problem
-from labop.workers import Result
 
 log = logging.getLogger("labop.reconciler")
 Children = dict[str, dict[str, Any] | None]

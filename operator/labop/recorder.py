@@ -3,7 +3,6 @@
 Role: build a core/v1 Event for a LabServer and post it; a failure to post is logged, never
 raised (an Event is a courtesy, not part of the reconcile's outcome). The reconciler only
 records on transitions (created a child, became Ready, a new problem), so no Event spam.
-Neighbours: ``reconciler`` decides what to record; ``kubeapi`` posts.
 """
 
 from __future__ import annotations

@@ -2,8 +2,8 @@
 
 Role: ``OperatorSettings`` holds every knob (workers, queue size, resync period, default image,
 namespaces, ports); ``from_env`` and ``parse_args`` build it; nothing else reads the environment.
-Neighbours: ``__main__`` (flags) and ``handlers`` (``kopf run``: env only, since kopf owns argv)
-build it; ``controller`` receives it explicitly.
+Two builders because ``kopf run`` owns the command line (env only there), while ``python -m
+labop`` takes flags; either way the result is passed explicitly, never read from a global.
 """
 
 from __future__ import annotations

@@ -1,10 +1,9 @@
 """Pure computation of a LabServer's `.status` from the object, its children and any problem.
 
-Neighbours: the controller reads the Deployment and the Service (after applying them with
-`labop.builders`), passes a `Problem` when something went wrong (InvalidSpec from
-`labop.spec.parse_spec`, ChildConflict, or a failed API call), and writes what
-`compute_status` returns to the status subresource. Reasons and the table of when each
-condition is set live in `labop.reasons`.
+Pure so that every condition can be tested without an API: the inputs are the applied
+Deployment and Service and a `Problem` when something went wrong (InvalidSpec, ChildConflict,
+a failed API call). Reasons and the table of when each condition is set live in
+`labop.reasons`.
 
 The result always has every key, so a JSON merge patch of it replaces the whole status;
 `endpoints` is None (which a merge patch deletes) while there is no Service of ours.

@@ -2,7 +2,7 @@
 
 Day 38 of the lab taught a Go server answering ``/`` and ``/health``, and several servers in
 one process, each with its own router. This package is that lesson, production-shaped, on
-aiohttp. Module map (each module's docstring names its neighbours):
+aiohttp. Module map:
 
 - ``settings``  -- the frozen Settings, built once at start from flags and LABHTTP_* env.
 - ``logformat`` -- one-line structured logs (logfmt or JSON) on stdout.

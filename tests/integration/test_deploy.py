@@ -81,7 +81,7 @@ def test_the_crd_in_deploy_is_a_byte_for_byte_copy_of_crds_labservers_yaml() -> 
     copy, source = DEPLOY / "crd" / "labservers.yaml", CRDS / "labservers.yaml"
     assert copy.read_bytes() == source.read_bytes(), (
         "deploy/crd/labservers.yaml differs from crds/labservers.yaml: run `make manifests` "
-        "(cp crds/labservers.yaml deploy/crd/labservers.yaml)"
+        "(both are generated from operator/labop/api.py)"
     )
 
 

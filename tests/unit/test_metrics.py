@@ -1,4 +1,4 @@
-"""Metrics under controller-runtime's names, each test on its own registry (labop.metrics)."""
+"""Metrics under controller-runtime's names, each test on its own registry (labop.runtime.metrics)."""
 
 from __future__ import annotations
 
@@ -7,17 +7,17 @@ import asyncio
 import pytest
 from prometheus_client import REGISTRY, CollectorRegistry, generate_latest
 
-from labop.clock import FakeClock
-from labop.errors import PermanentError
-from labop.metrics import (
+from labop.runtime import Key, PermanentError, Result
+from labop.runtime.clock import FakeClock
+from labop.runtime.metrics import (
     QUEUE_DURATION_BUCKETS,
     RECONCILE_TIME_BUCKETS,
     ControllerMetrics,
     QueueMetrics,
 )
-from labop.ratelimit import ItemExponentialFailureRateLimiter
-from labop.workers import Key, Result, WorkerPool
-from labop.workqueue import WorkQueue
+from labop.runtime.ratelimit import ItemExponentialFailureRateLimiter
+from labop.runtime.workers import WorkerPool
+from labop.runtime.workqueue import WorkQueue
 
 pytestmark = pytest.mark.timeout(10)
 

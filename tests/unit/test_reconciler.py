@@ -24,13 +24,12 @@ from tests.unit.factories import NOW, a_labserver, a_service, a_spec, controlled
 from labop import reasons
 from labop.builders import build_deployment, build_service
 from labop.cache import Cache, Key, child_entry, labserver_entry
-from labop.errors import PermanentError, TransientError
 from labop.kubeapi import APPLY, MERGE, ApiError, Conflict, Gone, KubeApi, NotFound, apply_body
 from labop.reconciler import CLEANUP_RECHECK_SECONDS, Reconciler
 from labop.recorder import EventRecorder
+from labop.runtime import PermanentError, Result, TransientError
 from labop.spec import DEFAULT_IMAGE
 from labop.status import Problem, compute_status
-from labop.workers import Result
 
 KEY: Key = ("lab", "hello")
 Entries = dict[Key, list[dict[str, Any]]]
@@ -228,7 +227,8 @@ async def test_an_invalid_spec_is_reported_in_status_and_by_a_warning_and_nothin
     world: World,
 ) -> None:
     world.store(a_labserver(resources=GREEDY))
-    with pytest.raises(PermanentError, match=r"spec\.resources\.requests\.cpu"):
+    # The apiserver's field path for the rule (its fieldPath), then which resource is over.
+    with pytest.raises(PermanentError, match=r"spec\.resources\.requests: .*requests\.cpu 2 > limits\.cpu 1"):
         await world.reconciler.reconcile(KEY)
     assert world.api.applied == []
     (status,) = world.api.statuses
@@ -236,7 +236,7 @@ async def test_an_invalid_spec_is_reported_in_status_and_by_a_warning_and_nothin
     assert conditions(status)["Ready"] == ("False", "InvalidSpec")
     ((kind, reason, message),) = world.api.events
     assert (kind, reason) == ("Warning", "InvalidSpec")
-    assert "must be less than or equal to the limit" in message
+    assert "must be less than or equal to its limit" in message
 
 
 async def test_the_same_invalid_spec_again_writes_and_posts_nothing_new(world: World) -> None:

@@ -1,4 +1,4 @@
-"""WorkerPool: get -> reconcile -> forget | add_rate_limited | add_after -> done (labop.workers).
+"""WorkerPool: get -> reconcile -> forget | add_rate_limited | add_after -> done (labop.runtime.workers).
 
 Reconcilers here are small async fakes that record calls and can be held on an asyncio.Event;
 time is a FakeClock, so backoffs and the stop timeout pass without real sleeping.
@@ -12,10 +12,10 @@ from collections.abc import Awaitable, Callable
 
 import pytest
 
-from labop.clock import FakeClock
-from labop.errors import PermanentError, TransientError
-from labop.workers import Key, Result, WorkerPool
-from labop.workqueue import WorkQueue
+from labop.runtime import Key, PermanentError, Result, TransientError
+from labop.runtime.clock import FakeClock
+from labop.runtime.workers import WorkerPool
+from labop.runtime.workqueue import WorkQueue
 
 pytestmark = pytest.mark.timeout(10)
 

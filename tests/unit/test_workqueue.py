@@ -1,4 +1,4 @@
-"""WorkQueue: client-go's workqueue contract, the bound, delays and rate limits (labop.workqueue).
+"""WorkQueue: client-go's workqueue contract, the bound, delays and rate limits (labop.runtime.workqueue).
 
 Time is a FakeClock moved by hand; `settle()` only yields to the event loop so that woken tasks
 run. No test sleeps for real or asserts on timing.
@@ -12,14 +12,14 @@ import random
 
 import pytest
 
-from labop.clock import FakeClock, MonotonicClock
-from labop.ratelimit import (
+from labop.runtime.clock import FakeClock, MonotonicClock
+from labop.runtime.ratelimit import (
     BucketRateLimiter,
     ItemExponentialFailureRateLimiter,
     MaxOfRateLimiter,
     default_controller_rate_limiter,
 )
-from labop.workqueue import QueueShutDown, WorkQueue
+from labop.runtime.workqueue import QueueShutDown, WorkQueue
 
 pytestmark = pytest.mark.timeout(10)
 

@@ -1,4 +1,4 @@
-"""Property test of WorkQueue under random interleavings (hypothesis; labop.workqueue).
+"""Property test of WorkQueue under random interleavings (hypothesis; labop.runtime.workqueue).
 
 Hypothesis draws a script of operations: adds (waiting and non-blocking), delayed adds, gets and
 dones by several logical workers, clock advances and a random number of event-loop turns between
@@ -20,8 +20,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from labop.clock import FakeClock
-from labop.workqueue import WorkQueue
+from labop.runtime.clock import FakeClock
+from labop.runtime.workqueue import WorkQueue
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -1,11 +1,10 @@
-"""The operator's work queue: client-go's workqueue contract, bounded, in pure asyncio.
+"""The work queue: client-go's workqueue contract, bounded, in pure asyncio.
 
-Role and neighbours
--------------------
-kopf handlers (the operator's main module) only turn watch events into keys, `(namespace,
-name)`, and put them here; `labop.workers.WorkerPool` takes them out and runs the reconciler;
-`labop.ratelimit` decides retry delays, `labop.clock` tells the time (a fake one in tests) and
-`labop.metrics` exports controller-runtime's `workqueue_*` series. Nothing here imports
+Role
+----
+Event sources (kopf handlers) put keys here, e.g. `(namespace, name)`; workers take them out
+and reconcile them. Why a queue of keys and not of events: a flood of events for one object is
+one entry, and a reconcile always reads the latest state anyway. Nothing here imports
 Kubernetes or kopf.
 
 What a key can be
@@ -72,7 +71,7 @@ The Go lesson this grew from (/work/shared/seed/, K8S Lab day 38)
   raises `asyncio.QueueFull` where the channel would take the `default` branch.
 * `close(jobs)`  ->  `q.shutdown()`; like receivers on a closed channel, `get` still returns
   what is buffered, then reports the end (`QueueShutDown` instead of `ok == false`).
-* three `worker` goroutines ranging over `jobs`  ->  `labop.workers.WorkerPool`, whose workers
+* three `worker` goroutines ranging over `jobs`  ->  `labop.runtime.workers.WorkerPool`, whose workers
   `get` until `QueueShutDown`.
 
 What a channel lacks and a work queue adds: dedupe, "never two workers on one key", delayed and
@@ -93,8 +92,8 @@ from collections import deque
 from collections.abc import Callable, Hashable
 from typing import Final, Generic, Protocol, TypeAlias, TypeVar
 
-from labop.clock import Clock, MonotonicClock
-from labop.ratelimit import RateLimiter, default_controller_rate_limiter
+from labop.runtime.clock import Clock, MonotonicClock
+from labop.runtime.ratelimit import RateLimiter, default_controller_rate_limiter
 
 __all__ = ["QueueMetricsSink", "QueueShutDown", "WorkQueue"]
 
@@ -108,7 +107,7 @@ class QueueShutDown(Exception):
 
 
 class QueueMetricsSink(Protocol):
-    """What the queue reports; `labop.metrics.QueueMetrics` implements it for Prometheus."""
+    """What the queue reports; `labop.runtime.metrics.QueueMetrics` implements it for Prometheus."""
 
     def add(self, key: Hashable) -> None:
         """`key` became dirty (needs processing)."""

@@ -1,10 +1,10 @@
 """Rate limiters: how long a failing key waits before its next try.
 
-Neighbours: `labop.workqueue.WorkQueue.add_rate_limited` asks a limiter `when(key)` and delays
-the key by that much; `labop.workers` calls `forget` after a success. The default is
-controller-runtime's: the larger of a per-key exponential backoff (5 ms doubling up to 1000 s)
-and one token bucket shared by all keys (10 per second, burst 100), so one key backs off on its
-own while a storm of failing keys is held to an overall rate.
+The work queue's `add_rate_limited` asks a limiter `when(key)` and delays the key by that much;
+`forget` after a success resets it. The default is controller-runtime's: the larger of a
+per-key exponential backoff (5 ms doubling up to 1000 s) and one token bucket shared by all
+keys (10 per second, burst 100), so one key backs off on its own while a storm of failing keys
+is held to an overall rate.
 
 Every `when` call counts as one failure, as in client-go; only `forget` resets a key.
 """
@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Hashable
 from typing import Generic, Protocol, TypeVar
 
-from labop.clock import Clock, MonotonicClock
+from labop.runtime.clock import Clock, MonotonicClock
 
 K = TypeVar("K", bound=Hashable)
 K_contra = TypeVar("K_contra", bound=Hashable, contravariant=True)

@@ -1,8 +1,7 @@
 """Clocks for the work queue: the real monotonic one and a fake one the tests drive by hand.
 
-Neighbours: `labop.workqueue` (its delay timer waits on a clock), `labop.ratelimit` (the token
-bucket reads it), `labop.metrics` (durations are measured on it) and the unit tests
-(`FakeClock.advance` replaces every real sleep).
+Why a clock of our own: the queue's delays, the token bucket and the metrics' durations all
+read one, so tests drive time by hand (`FakeClock.advance` replaces every real sleep).
 
 A clock has two operations: `now()` in seconds on an arbitrary monotonic scale, and
 `wait_until(woken, deadline)`, which returns as soon as the future `woken` completes or the

@@ -1,8 +1,8 @@
 """Prometheus metrics of the work queue and the worker pool, under controller-runtime's names.
 
-Neighbours: `labop.workqueue.WorkQueue` reports to a `QueueMetrics` (it implements the queue's
-`QueueMetricsSink`), `labop.workers.WorkerPool` reports to a `ControllerMetrics`; the operator
-serves the registry it passed to both (e.g. with `prometheus_client.generate_latest(registry)`).
+A work queue reports to a `QueueMetrics` (the queue's `QueueMetricsSink`), a worker pool to a
+`ControllerMetrics`; whoever built them serves the registry (e.g. with
+`prometheus_client.generate_latest(registry)`).
 
 Nothing here touches prometheus-client's global default registry: every object is built on a
 `CollectorRegistry` passed in explicitly. Several queues or controllers may share one registry
@@ -40,7 +40,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 
-from labop.clock import Clock, MonotonicClock
+from labop.runtime.clock import Clock, MonotonicClock
 
 __all__ = [
     "QUEUE_DURATION_BUCKETS",

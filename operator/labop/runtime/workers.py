@@ -1,8 +1,8 @@
 """The worker pool: N tasks that take keys from the work queue and run the reconciler on them.
 
-Neighbours: `labop.workqueue.WorkQueue` feeds it (kopf handlers fill the queue), the operator's
-reconcile function does the work, `labop.errors.PermanentError` marks failures not worth a retry,
-and `labop.metrics.ControllerMetrics` counts the outcomes under controller-runtime's names.
+Why a pool of tasks over one queue, not a task per event: a bounded number of reconciles at
+once, never two on one key, and retries with backoff, all counted under controller-runtime's
+metric names. The reconcile contract (`Result`, the errors) is in `reconcile`.
 
 Each worker runs the loop of client-go's sample-controller, in small steps:
 `_run_worker` (loop) -> `_process_next_item` (get ... done) -> `_reconcile_handler` (call the
@@ -32,37 +32,19 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import math
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 
-from labop.errors import PermanentError, TransientError
-from labop.metrics import ControllerMetrics
-from labop.workqueue import QueueShutDown, WorkQueue
+from labop.runtime.metrics import ControllerMetrics
+from labop.runtime.reconcile import (
+    BadReconcileResult,
+    Key,
+    PermanentError,
+    ReconcileFunc,
+    Result,
+    TransientError,
+)
+from labop.runtime.workqueue import QueueShutDown, WorkQueue
 
-__all__ = ["BadReconcileResult", "Key", "Reconciler", "Result", "WorkerPool"]
-
-Key = tuple[str, str]  # (namespace, name); namespace "" for cluster-scoped objects
-
-
-@dataclass(frozen=True)
-class Result:
-    """What a successful reconcile asks for: nothing more, or another look after some seconds."""
-
-    requeue_after: float | None = None  # seconds; None or 0 = done
-    requeue: bool = False  # again after the rate limiter's delay (ignored with requeue_after)
-
-    def __post_init__(self) -> None:
-        value = self.requeue_after
-        if value is not None and not (math.isfinite(value) and value >= 0):
-            raise ValueError(f"requeue_after must be None or a finite number >= 0, got {value!r}")
-
-
-Reconciler = Callable[[Key], Awaitable[Result | None]]
-
-
-class BadReconcileResult(TypeError):
-    """The reconciler returned something that is neither a Result nor None (a bug: a "panic")."""
+__all__ = ["WorkerPool"]
 
 
 class WorkerPool:
@@ -71,7 +53,7 @@ class WorkerPool:
     def __init__(
         self,
         queue: WorkQueue[Key],
-        reconcile: Reconciler,
+        reconcile: ReconcileFunc,
         *,
         workers: int = 2,
         name: str = "labserver",

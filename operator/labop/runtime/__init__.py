@@ -1,0 +1,29 @@
+"""A small controller runtime for kopf operators: controller-runtime's discipline on asyncio.
+
+Why a package of its own: nothing in it is about LabServers, so another controller (or another
+operator) can use it, and the LabServer code depends on it, never the other way round.
+
+- `reconcile`: the contract (`Key`, `Result`, `PermanentError`, `TransientError`);
+- `workqueue`, `ratelimit`, `clock`: client-go's work queue semantics, bounded;
+- `workers`: the worker pool and its error policy; `metrics`: controller-runtime's series;
+- `controller`: `ControllerBuilder(...).for_(...).owns(...).complete(reconcile)`.
+
+kopf stays the event source: its handlers turn watch events into keys (`Controller.enqueue`)
+or hand owned objects over (`Controller.enqueue_owner`); its indexes are the read cache.
+"""
+
+from labop.runtime.controller import Controller, ControllerBuilder, GroupKind, Options, key_of
+from labop.runtime.reconcile import Key, PermanentError, ReconcileFunc, Result, TransientError
+
+__all__ = [
+    "Controller",
+    "ControllerBuilder",
+    "GroupKind",
+    "Key",
+    "Options",
+    "PermanentError",
+    "ReconcileFunc",
+    "Result",
+    "TransientError",
+    "key_of",
+]

@@ -1,0 +1,225 @@
+"""A controller: one bounded work queue, one worker pool, a periodic resync, and the wiring.
+
+controller-runtime's `Controller` and its builder, for an operator whose informers are kopf's
+watches. The event source (kopf handlers, a test, anything) hands keys to `enqueue` or objects
+to `enqueue_owner`; the `WorkQueue` dedupes them and the `WorkerPool` runs the reconcile
+function on them; a periodic resync re-adds every primary key from the caller's cache with the
+non-blocking add (a full queue already holds plenty of work, so a skipped resync is harmless);
+`stop` drains in-flight reconciles within the grace period.
+
+Built the way controller-runtime reads::
+
+    controller = (
+        ControllerBuilder("configmaps")
+        .for_("", "ConfigMap")
+        .owns("apps", "Deployment")
+        .with_options(workers=2, queue_size=100)
+        .complete(reconcile, primary_keys=cache.keys)  # cache: the caller's, e.g. a kopf index
+    )
+
+`for_` names the primary kind: its keys are what the reconcile function gets, and a child's
+controller reference to it is how `enqueue_owner` maps the child's events (`owns`).
+Nothing here knows what is being reconciled, and nothing here imports kopf.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from prometheus_client import CollectorRegistry
+
+from labop.runtime.metrics import ControllerMetrics, QueueMetrics
+from labop.runtime.reconcile import Key, ReconcileFunc
+from labop.runtime.workers import WorkerPool
+from labop.runtime.workqueue import WorkQueue
+
+__all__ = ["Controller", "ControllerBuilder", "GroupKind", "Options", "controller_owner_key", "key_of"]
+
+log = logging.getLogger("labop.runtime.controller")
+
+
+@dataclass(frozen=True)
+class GroupKind:
+    """An API group ("" for the core group) and a kind, as owner references name them."""
+
+    group: str
+    kind: str
+
+
+@dataclass(frozen=True)
+class Options:
+    """How a controller runs (controller-runtime's `controller.Options`, plus the resync)."""
+
+    workers: int = 2  # MaxConcurrentReconciles
+    queue_size: int = 1000  # distinct keys waiting at most (bounded, unlike client-go's queue)
+    resync_seconds: float = 0.0  # re-add every primary key this often; 0 = never
+    shutdown_timeout: float = 30.0  # grace for in-flight reconciles on stop
+    registry: CollectorRegistry | None = None  # where the workqueue_* and controller_runtime_* go
+    logger: logging.Logger | None = None  # the worker pool's
+
+
+def key_of(obj: Mapping[str, Any]) -> Key:
+    """The key of an object: (namespace, name), namespace "" when cluster-scoped."""
+    meta = obj.get("metadata") or {}
+    return (str(meta.get("namespace") or ""), str(meta.get("name")))
+
+
+def controller_owner_key(child: Mapping[str, Any], owner: GroupKind) -> Key | None:
+    """The key of the `owner`-kind object that controls `child`, or None (EnqueueRequestForOwner)."""
+    meta = child.get("metadata") or {}
+    for ref in meta.get("ownerReferences") or []:
+        api_version = str(ref.get("apiVersion", ""))
+        group = api_version.split("/", 1)[0] if "/" in api_version else ""
+        if ref.get("controller") and ref.get("kind") == owner.kind and group == owner.group:
+            return (str(meta.get("namespace")), str(ref.get("name")))
+    return None
+
+
+class Controller:
+    """A running controller; build it with `ControllerBuilder`."""
+
+    def __init__(
+        self,
+        name: str,
+        reconcile: ReconcileFunc,
+        *,
+        primary: GroupKind,
+        owned: tuple[GroupKind, ...] = (),
+        options: Options = Options(),
+        primary_keys: Callable[[], Iterable[Key]] = tuple,
+        primary_exists: Callable[[Key], bool] | None = None,
+        namesakes: bool = False,
+    ) -> None:
+        self.name = name
+        self.primary = primary
+        self.owned = owned
+        self.options = options
+        self.registry = options.registry or CollectorRegistry()
+        self._primary_keys = primary_keys
+        self._primary_exists = primary_exists or (lambda key: key in set(primary_keys()))
+        self._namesakes = namesakes
+        self.queue: WorkQueue[Key] = WorkQueue(
+            options.queue_size, name=name, metrics=QueueMetrics(self.registry, name, controller=name)
+        )
+        self.pool = WorkerPool(
+            self.queue,
+            reconcile,
+            workers=options.workers,
+            name=name,
+            metrics=ControllerMetrics(self.registry, name),
+            logger=options.logger,
+        )
+        # kopf runs handlers only after every indexed kind was listed once: the first key from a
+        # handler proves the cache is complete, so the resync (which walks the cache) waits for it.
+        self.primed = asyncio.Event()
+        self._resync_task: asyncio.Task[None] | None = None
+
+    # --- producers (the event source) -----------------------------------------------------
+
+    async def enqueue(self, key: Key) -> None:
+        """Backpressure on purpose: a full queue parks the caller (see workqueue's docstring)."""
+        self.primed.set()
+        await self.queue.add(key)
+
+    async def enqueue_owner(self, child: Mapping[str, Any]) -> None:
+        """An owned object's event: the key of the primary that controls it, if one does.
+
+        With `namesakes`, a child that no primary controls still maps to the primary of the
+        same name when one exists (so that deleting a conflicting stranger lets it recover).
+        """
+        self.primed.set()
+        key = controller_owner_key(child, self.primary)
+        if key is None and self._namesakes:
+            candidate = key_of(child)
+            key = candidate if self._primary_exists(candidate) else None
+        if key is not None:
+            await self.enqueue(key)
+
+    def resync(self) -> int:
+        """Re-add every primary key without waiting; returns how many did not fit."""
+        skipped = 0
+        for key in list(self._primary_keys()):  # a snapshot: the cache changes meanwhile
+            try:
+                self.queue.add_nowait(key)
+            except asyncio.QueueFull:
+                skipped += 1
+        if skipped:
+            log.warning("resync skipped keys=%d reason=queue-full controller=%s", skipped, self.name)
+        return skipped
+
+    @property
+    def resync_task(self) -> asyncio.Task[None] | None:
+        """The periodic resync while it runs (None when its period is 0)."""
+        return self._resync_task
+
+    # --- lifecycle --------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        await self.pool.start()
+        if self.options.resync_seconds > 0:
+            self._resync_task = asyncio.create_task(self._resync_forever(), name=f"{self.name}-resync")
+
+    async def stop(self) -> None:
+        if self._resync_task is not None:
+            self._resync_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._resync_task
+        await self.pool.stop(timeout=self.options.shutdown_timeout)
+
+    async def _resync_forever(self) -> None:
+        await self.primed.wait()
+        while True:
+            await asyncio.sleep(self.options.resync_seconds)
+            self.resync()
+
+
+@dataclass(frozen=True)
+class ControllerBuilder:
+    """controller-runtime's `builder.ControllerManagedBy(mgr).For(...).Owns(...).Complete(r)`.
+
+    Immutable: each step returns a new builder, so a partial one can be shared.
+    """
+
+    name: str
+    primary: GroupKind | None = None
+    owned: tuple[GroupKind, ...] = ()
+    options: Options = field(default_factory=Options)
+    namesakes: bool = False
+
+    def for_(self, group: str, kind: str, *, namesakes: bool = False) -> ControllerBuilder:
+        """The kind this controller reconciles. `namesakes`: see `Controller.enqueue_owner`."""
+        return replace(self, primary=GroupKind(group, kind), namesakes=namesakes)
+
+    def owns(self, group: str, kind: str) -> ControllerBuilder:
+        """A kind this controller creates; its events map to the controlling primary's key."""
+        return replace(self, owned=(*self.owned, GroupKind(group, kind)))
+
+    def with_options(self, **options: Any) -> ControllerBuilder:
+        return replace(self, options=replace(self.options, **options))
+
+    def complete(
+        self,
+        reconcile: ReconcileFunc,
+        *,
+        primary_keys: Callable[[], Iterable[Key]] = tuple,
+        primary_exists: Callable[[Key], bool] | None = None,
+    ) -> Controller:
+        """The controller. The caller's cache of primaries answers `primary_keys` (every key,
+        for the resync) and `primary_exists` (one key, for namesakes; default: a scan)."""
+        if self.primary is None:
+            raise ValueError(f"controller {self.name}: for_() names no primary kind")
+        return Controller(
+            self.name,
+            reconcile,
+            primary=self.primary,
+            owned=self.owned,
+            options=self.options,
+            primary_keys=primary_keys,
+            primary_exists=primary_exists,
+            namesakes=self.namesakes,
+        )
