@@ -26,6 +26,7 @@ from kubernetes.client import CoreV1Api, CustomObjectsApi
 from tests.chaos.lab import FIGURES, GROUP, PLURAL, VERSION, Lab, Operator
 from tests.integration.conftest import api, control_plane, full_cluster  # noqa: F401  (fixtures)
 from tests.support.cluster import Cluster, or_none
+from tests.support.waiting import eventually
 
 
 @dataclass(frozen=True)
@@ -108,11 +109,22 @@ def other_namespace(full_cluster: Cluster, api: kubernetes.client.ApiClient) -> 
 @pytest.fixture
 def operator(
     full_cluster: Cluster,  # noqa: F811
+    api: kubernetes.client.ApiClient,  # noqa: F811
     namespace: str,
     other_namespace: str,
     tmp_path: Path,
 ) -> Iterator[Operator]:
-    """The operator, started; stopped before the namespaces are cleaned up (it depends on them)."""
+    """The operator, started; stopped before the namespaces are cleaned up (it depends on them).
+
+    Started once the apiserver serves LabServers: right after the CRD is installed it answers
+    429 "storage is (re)initializing" for a moment, and kopf would log that as an ERROR.
+    """
+    objects = CustomObjectsApi(api)
+    eventually(
+        lambda: objects.list_cluster_custom_object(GROUP, VERSION, PLURAL, limit=1) is not None,
+        timeout=60,
+        what="the apiserver serving LabServers",
+    )
     op = Operator(full_cluster.kubeconfig, tmp_path)
     op.start()
     try:

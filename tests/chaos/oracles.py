@@ -21,14 +21,17 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from tests.chaos.lab import Lab, Operator
+from tests.chaos.lab import Lab, Operator, measure
 from tests.support.waiting import eventually
 
 from labop.builders import ENV_MESSAGE, build_deployment, build_service
 from labop.settings import from_env
 from labop.spec import parse_quantity, parse_spec
 
-CONVERGE_TIMEOUT = 300.0  # ceilings for a loaded 2-core machine, not performance assertions
+# Ceilings for a loaded 2-core machine, not performance assertions (100 LabServers take about 25 s
+# there): generous, yet a wedged LabServer fails a scenario in a minute or two, not five.
+CONVERGE_BASE = 90.0
+CONVERGE_PER_LABSERVER = 2.0
 GC_TIMEOUT = 120.0
 
 
@@ -78,8 +81,22 @@ def no_problems(problems_of: Any, *args: Any) -> Any:
     return probe
 
 
-def wait_converged(lab: Lab, *, timeout: float = CONVERGE_TIMEOUT) -> None:
-    eventually(no_problems(convergence_problems, lab), timeout=timeout, interval=0.25, what="all converged")
+def converge_timeout(lab: Lab) -> float:
+    return CONVERGE_BASE + CONVERGE_PER_LABSERVER * len(lab.labservers())
+
+
+def wait_converged(lab: Lab, *, timeout: float | None = None) -> None:
+    eventually(
+        no_problems(convergence_problems, lab),
+        timeout=timeout or converge_timeout(lab),
+        interval=0.25,
+        what="all converged",
+    )
+
+
+def measure_convergence(lab: Lab, what: str, *, since: float | None = None) -> float:
+    """Wait until all converged; record and return the seconds since ``since`` (default now)."""
+    return measure(what, no_problems(convergence_problems, lab), since=since, timeout=converge_timeout(lab))
 
 
 # --- ownership ----------------------------------------------------------------------------------

@@ -11,8 +11,8 @@ import time
 
 import pytest
 from tests.chaos.conftest import ChaosSettings
-from tests.chaos.lab import Lab, Operator, measure, record
-from tests.chaos.oracles import assert_steady_state, convergence_problems, no_problems
+from tests.chaos.lab import Lab, Operator, record
+from tests.chaos.oracles import assert_steady_state, measure_convergence
 from tests.support.cluster import Cluster
 from tests.support.waiting import eventually
 
@@ -37,18 +37,18 @@ def test_a_killed_and_restarted_apiserver_costs_time_and_nothing_else(
         local.restart("kube-apiserver")  # SIGKILL, then the same argv: same port, certs and etcd
         back = time.monotonic()
         record("kube-apiserver SIGKILL to /readyz 200 again", back - killed)
-        measure(
+        measure_convergence(
+            lab,
             f"kube-apiserver restart mid-burst of {len(names)}: its /readyz to all Ready",
-            no_problems(convergence_problems, lab),
             since=back,
         )
     # The operator's watches came back: a change made now is followed, and logged quietly.
     changed = time.monotonic()
     for name in names:
         lab.patch_spec(name, {"replicas": 2})
-    measure(
+    measure_convergence(
+        lab,
         f"after the apiserver restart: {len(names)} scaled to 2, to all Ready",
-        no_problems(convergence_problems, lab),
         since=changed,
     )
     assert all(local.health().values()), f"the local cluster is not whole again: {local.health()}"

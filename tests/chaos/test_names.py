@@ -19,8 +19,7 @@ from tests.chaos.lab import Lab, Operator, measure
 from tests.chaos.oracles import (
     assert_no_labserver_events,
     assert_steady_state,
-    convergence_problems,
-    no_problems,
+    measure_convergence,
     wait_converged,
 )
 from tests.support.cluster import or_none
@@ -60,9 +59,9 @@ def test_deleting_and_recreating_the_same_names_converges_without_a_conflict(
             lab.delete(name)
             lab.create(name, {"message": f"incarnation {round_ + 2}"})
     last = time.monotonic()
-    measure(
+    measure_convergence(
+        lab,
         f"same-name churn ({rounds} rounds x {len(names)} names): last re-create to all Ready",
-        no_problems(convergence_problems, lab),
         since=last,
     )
     assert_no_labserver_events(lab, "ChildConflict")
@@ -112,9 +111,9 @@ def test_a_stranger_deployment_is_reported_left_alone_and_forgotten_once_gone(
         assert stranger.metadata.generation == 1, "the operator changed the stranger"
         assert lab.labserver_events("ChildConflict"), "no Warning Event tells the user"
         lab.delete_deployment("contested")
-        measure(
+        measure_convergence(
+            lab,
             "stranger Deployment deleted: to its LabServer Ready",
-            no_problems(convergence_problems, lab),
         )
     assert_steady_state(lab, operator)
 

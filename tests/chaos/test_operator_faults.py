@@ -10,12 +10,11 @@ import time
 
 import pytest
 from tests.chaos.conftest import ChaosSettings
-from tests.chaos.lab import Lab, Operator, measure
+from tests.chaos.lab import Lab, Operator
 from tests.chaos.mutations import initial_spec
 from tests.chaos.oracles import (
     assert_steady_state,
-    convergence_problems,
-    no_problems,
+    measure_convergence,
     snapshot,
     wait_converged,
 )
@@ -38,9 +37,9 @@ def test_the_operator_sigkilled_mid_burst_and_restarted_converges(
         operator.kill()
         restarted = time.monotonic()
         operator.start()
-        measure(
+        measure_convergence(
+            lab,
             f"operator SIGKILL mid-burst of {len(names)}: restarted operator's start to all Ready",
-            no_problems(convergence_problems, lab),
             since=restarted,
         )
     assert_steady_state(lab, operator)
@@ -71,10 +70,10 @@ def test_spec_changes_and_child_deletions_while_the_operator_is_down_are_all_rep
 
     started = time.monotonic()
     operator.start()
-    measure(
+    measure_convergence(
+        lab,
         f"operator down during {len(names) - len(deleted)} changes, {len(deleted)} deletions: "
         "start to all Ready",
-        no_problems(convergence_problems, lab),
         since=started,
     )
     assert_steady_state(lab, operator, earlier=before)
