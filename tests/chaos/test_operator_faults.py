@@ -14,6 +14,7 @@ from tests.chaos.lab import Lab, Operator
 from tests.chaos.mutations import initial_spec
 from tests.chaos.oracles import (
     assert_steady_state,
+    convergence_problems,
     measure_convergence,
     snapshot,
     wait_converged,
@@ -33,13 +34,15 @@ def test_the_operator_sigkilled_mid_burst_and_restarted_converges(
         timeout=120,
         what="a fifth of the Deployments, so that the kill lands mid-burst",
     )
+    pending = len(convergence_problems(lab))
     with operator.book.fault("operator SIGKILL mid-burst"):
         operator.kill()
         restarted = time.monotonic()
         operator.start()
         measure_convergence(
             lab,
-            f"operator SIGKILL mid-burst of {len(names)}: restarted operator's start to all Ready",
+            f"operator SIGKILL mid-burst ({pending} of {len(names)} not Ready yet): "
+            "new operator's start to all Ready",
             since=restarted,
         )
     assert_steady_state(lab, operator)
