@@ -219,7 +219,11 @@ class Operator:
         return current is not None and current.proc is not None and processes.alive(current.proc)
 
     def ready(self) -> bool:
-        return self.alive() and self.current is not None and self.current.ready()
+        """Alive and its /readyz answers 200 (not listening counts as not ready)."""
+        try:
+            return self.alive() and self.current is not None and self.current.ready()
+        except OSError:
+            return False
 
     def describe(self) -> str:
         """Where to look when an oracle fails: the log files and the current log's tail."""
