@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -107,11 +107,26 @@ def other_namespace(full_cluster: Cluster, api: kubernetes.client.ApiClient) -> 
 
 
 @pytest.fixture
+def more_namespaces(full_cluster: Cluster, api: kubernetes.client.ApiClient) -> Iterator[Callable[[], str]]:  # noqa: F811
+    """A factory of further namespaces, each cleaned up like ``namespace``."""
+    made: list[str] = []
+
+    def make() -> str:
+        made.append(_new_namespace(CoreV1Api(api)))
+        return made[-1]
+
+    yield make
+    for name in made:
+        _clean_up(api, name)
+
+
+@pytest.fixture
 def operator(
     full_cluster: Cluster,  # noqa: F811
     api: kubernetes.client.ApiClient,  # noqa: F811
     namespace: str,
     other_namespace: str,
+    more_namespaces: Callable[[], str],
     tmp_path: Path,
 ) -> Iterator[Operator]:
     """The operator, started; stopped before the namespaces are cleaned up (it depends on them).

@@ -1,5 +1,5 @@
-"""Who owns a name: the same names deleted and re-created, a stranger holding a name, and a
-namespace full of LabServers deleted at once.
+"""Who owns a name: the same names deleted and re-created, a stranger holding a name, and
+namespaces full of LabServers deleted at once.
 
 Why: ownership is by uid, not by name. A previous incarnation's children still waiting for the
 garbage collector are not a conflict (issue #10, point 4: Progressing/WaitingForCleanup, no
@@ -10,6 +10,7 @@ namespace being deleted is routine, not an error (point 3).
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -118,19 +119,30 @@ def test_a_stranger_deployment_is_reported_left_alone_and_forgotten_once_gone(
     assert_steady_state(lab, operator)
 
 
-def test_deleting_a_namespace_with_many_labservers_is_routine(
-    lab: Lab, operator: Operator, api: ApiClient, other_namespace: str, chaos: ChaosSettings
+def test_deleting_namespaces_with_many_labservers_is_routine(
+    lab: Lab,
+    operator: Operator,
+    api: ApiClient,
+    other_namespace: str,
+    more_namespaces: Callable[[], str],
+    chaos: ChaosSettings,
 ) -> None:
+    # Four namespaces deleted at once: the namespace controller deletes the kinds in a random
+    # order, and each namespace is another draw of it (children before their LabServers or not).
+    doomed = [lab, *(Lab(api, more_namespaces()) for _ in range(3))]
+    per_namespace = chaos.count(10)
+    for each in doomed:
+        each.create_many([f"doomed-{i:02d}" for i in range(per_namespace)])
     bystanders = Lab(api, other_namespace)
     bystanders.create_many(["stays-a", "stays-b", "stays-c"])
-    names = [f"doomed-{i:02d}" for i in range(chaos.count(30))]
-    lab.create_many(names)
-    wait_converged(lab)
+    for each in doomed:
+        wait_converged(each)
     core = CoreV1Api(api)
-    core.delete_namespace(lab.ns)  # no fault window: deleting a namespace is an everyday operation
+    for each in doomed:  # no fault window: deleting a namespace is an everyday operation
+        core.delete_namespace(each.ns)
     measure(
-        f"namespace with {len(names)} Ready LabServers deleted: to the namespace gone",
-        lambda: or_none(lambda: core.read_namespace(lab.ns)) is None,
+        f"{len(doomed)} namespaces with {per_namespace} Ready LabServers each deleted at once: to all gone",
+        lambda: all(or_none(lambda ns=each.ns: core.read_namespace(ns)) is None for each in doomed),
         timeout=300,
     )
     assert_steady_state(bystanders, operator)
