@@ -77,14 +77,23 @@ def initial_spec(index: int) -> dict[str, Any]:
 
 
 class Mutator:
-    def __init__(self, seed: int, names: list[str], *, checkpoint_every: float = 8.0) -> None:
+    def __init__(
+        self, seed: int, names: list[str], *, checkpoint_every: float = 8.0, max_gap: int = 10
+    ) -> None:
         self.rng = random.Random(seed)
         self.specs = {name: initial_spec(i) for i, name in enumerate(names)}
         self.checkpoint_chance = 1.0 / checkpoint_every
+        self.max_gap = max_gap
 
     def steps(self, count: int) -> list[Step]:
-        """``count`` steps; the last one is always a checkpoint."""
-        out = [self._step() for _ in range(count - 1)]
+        """``count`` steps; the last one is a checkpoint, and so is at least one in ``max_gap``
+        (a forced checkpoint draws nothing from the generator: the changes stay the seed's)."""
+        out: list[Step] = []
+        since_checkpoint = 0
+        while len(out) < count - 1:
+            step = Step("checkpoint") if since_checkpoint >= self.max_gap else self._step()
+            since_checkpoint = 0 if step.checkpoint else since_checkpoint + 1
+            out.append(step)
         return [*out, Step("checkpoint")]
 
     # --- internals ------------------------------------------------------------------------

@@ -30,6 +30,13 @@ def test_a_seed_replays_the_same_walk_and_says_how() -> None:
     assert Mutator(7, ["a", "b"]).steps(30) == Mutator(7, ["a", "b"]).steps(30)
     assert Mutator(7, ["a", "b"]).steps(30) != Mutator(8, ["a", "b"]).steps(30)
     assert Mutator(7, ["a"]).steps(5)[-1].checkpoint
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_a_walk_checks_the_oracles_at_least_every_ten_steps(seed: int) -> None:
+    steps = Mutator(seed, ["a", "b"], checkpoint_every=1000).steps(100)
+    gaps = "".join("c" if step.checkpoint else "." for step in steps).split("c")
+    assert len(steps) == 100 and max(len(gap) for gap in gaps) <= 10
     assert replay_command(7, 30).startswith("CHAOS_SEED=7 CHAOS_SEEDS=1 CHAOS_STEPS=30 make test-chaos")
 
 
