@@ -142,6 +142,18 @@ test-integration: venv bins ## Run the integration tests on a real control plane
 test-images: venv ## Build the images if needed (make images), then check the archives and run each image read-only as uid 65532.
 	$(PY) -m pytest tests/images $(PYTEST_ARGS)
 
+.PHONY: test-chaos
+test-chaos: venv bins ## Chaos suite: faults against the operator and a real control plane, oracles after each (3-4 min).
+	$(PY) -m pytest tests/chaos $(PYTEST_ARGS)
+
+# The soak: the same scenarios, bigger. CHAOS_SEED=N replays a run (its header prints the seed).
+SOAK_SCALE ?= 5
+SOAK_SEEDS ?= 10
+SOAK_STEPS ?= 150
+.PHONY: soak
+soak: venv bins ## Chaos suite at scale: SOAK_SCALE x the objects, SOAK_SEEDS random walks of SOAK_STEPS steps.
+	CHAOS_SCALE=$(SOAK_SCALE) CHAOS_SEEDS=$(SOAK_SEEDS) CHAOS_STEPS=$(SOAK_STEPS) $(PY) -m pytest tests/chaos $(PYTEST_ARGS)
+
 .PHONY: test-unit
 test-unit: venv ## Run the unit tests only (no I/O, no cluster).
 	$(PY) -m pytest tests/unit $(PYTEST_ARGS)

@@ -386,6 +386,41 @@ class LocalCluster:
         cluster.real_node = bool(state.get("real_node", False))
         return cluster
 
+    # --- fault injection (tests/chaos) ----------------------------------------------------
+
+    def restart(self, name: str, *, grace: float = 0.0) -> Proc:
+        """Stop the component ``name`` and start it again with the same command line, ports and
+        data; return once it is healthy. ``grace`` 0 kills it with SIGKILL (a crash), else SIGTERM
+        first. Clients keep their kubeconfig and addresses: they see an outage, not a new cluster.
+        """
+        argvs = {
+            "etcd": components.etcd,
+            "kube-apiserver": components.kube_apiserver,
+            "kube-controller-manager": components.kube_controller_manager,
+            "kube-scheduler": components.kube_scheduler,
+            "kwok": components.kwok,
+        }
+        port = self.layout.ports
+        healthy = {
+            "etcd": lambda: _etcd_healthy(port.etcd_client),
+            "kube-apiserver": self.api.readyz,
+            "kube-controller-manager": lambda: insecure_healthz(
+                f"https://127.0.0.1:{port.controller_manager}/healthz"
+            ),
+            "kube-scheduler": lambda: insecure_healthz(f"https://127.0.0.1:{port.scheduler}/healthz"),
+            "kwok": lambda: True,
+        }
+        index = next((i for i, p in enumerate(self.procs) if p.name == name), None)
+        if index is None:
+            raise ValueError(f"no running component named {name!r}: {[p.name for p in self.procs]}")
+        processes.stop(self.procs[index], timeout=grace)
+        argv = argvs[name](self.layout)
+        proc = processes.spawn(name, argv, self.layout.log(name), detach=self.settings.detach)
+        self.procs[index] = proc  # same place: stop() still stops the components newest first
+        self._save_state()
+        self._wait(f"{name} healthy after a restart", healthy[name], [proc])
+        return proc
+
 
 def _etcd_healthy(port: int) -> bool:
     import urllib.request
