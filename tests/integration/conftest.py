@@ -27,6 +27,8 @@ from localcluster import ClusterSettings, LocalCluster, nodehost
 from localcluster.binaries import bin_dir
 from localcluster.cluster import RealNodeUnavailable
 from tests.support.cluster import CRDS, Cluster
+from tests.support.lab import Lab, running_operator
+from tests.support.operator import OperatorProcess
 
 
 def _use_existing() -> bool:
@@ -125,3 +127,16 @@ def namespace(control_plane: Cluster, api: kubernetes.client.ApiClient) -> Itera
     core.create_namespace({"metadata": {"name": name}})
     yield name
     core.delete_namespace(name)
+
+
+@pytest.fixture(scope="module")
+def operator(full_cluster: Cluster) -> Iterator[OperatorProcess]:
+    """The operator as users run it, one per test module (``kopf run operator/main.py -A``)."""
+    with running_operator(full_cluster) as op:
+        yield op
+
+
+@pytest.fixture
+def lab(operator: OperatorProcess, api: kubernetes.client.ApiClient, namespace: str) -> Lab:
+    """LabServer calls named by intent, in a fresh namespace, with the operator running."""
+    return Lab(api, namespace)

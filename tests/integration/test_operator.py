@@ -2,28 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
-from kubernetes.client import ApiClient
 from prometheus_client.parser import text_string_to_metric_families
 from tests.support.cluster import CRDS, Cluster
-from tests.support.lab import Lab, a_labserver, container_env, running_operator
+from tests.support.lab import Lab, a_labserver, container_env
 from tests.support.operator import OperatorProcess
 from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.cluster
-
-
-@pytest.fixture(scope="module")
-def operator(full_cluster: Cluster) -> Iterator[OperatorProcess]:
-    with running_operator(full_cluster) as op:
-        yield op
-
-
-@pytest.fixture
-def lab(operator: OperatorProcess, api: ApiClient, namespace: str) -> Lab:
-    return Lab(api, namespace)
 
 
 def test_a_new_labserver_gets_owned_children_and_kubectl_wait_sees_it_ready(

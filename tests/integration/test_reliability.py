@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import itertools
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -21,7 +20,7 @@ from kubernetes.client.exceptions import ApiException
 from kubernetes.utils import parse_quantity
 from tests.support.cluster import Cluster, or_none
 from tests.support.expansion import expand
-from tests.support.lab import Lab, a_labserver, container_env, running_operator
+from tests.support.lab import Lab, a_labserver, container_env
 from tests.support.operator import OperatorProcess
 from tests.support.waiting import eventually
 from tests.unit.test_messages import DEFINED, MESSAGES
@@ -37,17 +36,6 @@ NASTY_MESSAGES = [
     'quote " back\\slash\nnew line',
     "\x85\u2028\ufeff 𝄞",
 ]
-
-
-@pytest.fixture(scope="module")
-def operator(full_cluster: Cluster) -> Iterator[OperatorProcess]:
-    with running_operator(full_cluster) as op:
-        yield op
-
-
-@pytest.fixture
-def lab(operator: OperatorProcess, api: ApiClient, namespace: str) -> Lab:
-    return Lab(api, namespace)
 
 
 def log_since(op: OperatorProcess, offset: int) -> str:

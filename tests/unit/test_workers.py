@@ -181,17 +181,23 @@ async def test_a_reconcile_returning_something_else_than_a_result_is_an_error() 
     await pool.stop()
 
 
+async def failing(caplog: pytest.LogCaptureFixture, *errors: BaseException) -> WorkerPool:
+    """A running pool whose reconciles of A raise ``errors`` one after the other (logs captured)."""
+    pool, queue, clock = make_pool(Recorder(*errors))
+    caplog.set_level(logging.INFO, logger="labop.workers")
+    await pool.start()
+    for _ in errors:
+        await queue.add(A)  # a retried key is still waiting: this add is then a no-op
+        await settle()
+        clock.advance(1)  # past any backoff
+        await settle()
+    return pool
+
+
 async def test_failures_are_logged_as_key_value_pairs_naming_the_object(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    recorder = Recorder(RuntimeError("connection refused"), PermanentError("bad spec"))
-    pool, queue, clock = make_pool(recorder)
-    caplog.set_level(logging.INFO, logger="labop.workers")
-    await pool.start()
-    await queue.add(A)
-    await settle()
-    clock.advance(1)
-    await settle()
+    pool = await failing(caplog, RuntimeError("connection refused"), PermanentError("bad spec"))
     messages = [record.getMessage() for record in caplog.records]
     assert (
         'reconcile failed controller=labserver key=ns/a error="RuntimeError: connection refused"'
@@ -206,16 +212,9 @@ async def test_failures_are_logged_as_key_value_pairs_naming_the_object(
 
 
 async def test_log_levels_say_who_must_act(caplog: pytest.LogCaptureFixture) -> None:
-    recorder = Recorder(TransientError("503 unavailable"), PermanentError("bad spec"), RuntimeError("bug"))
-    pool, queue, clock = make_pool(recorder)
-    caplog.set_level(logging.INFO, logger="labop.workers")
-    await pool.start()
-    await queue.add(A)
-    await settle()
-    clock.advance(1)
-    await settle()
-    await queue.add(A)
-    await settle()
+    pool = await failing(
+        caplog, TransientError("503 unavailable"), PermanentError("bad spec"), RuntimeError("bug")
+    )
     by_error = {
         record.getMessage().split("error=")[1].split(" ")[0]: record
         for record in caplog.records
