@@ -7,7 +7,8 @@ import dataclasses
 import pytest
 
 from labop.__main__ import main
-from labop.settings import DEFAULT_IMAGE, OperatorSettings, SettingsError, env_name, from_env, parse_args
+from labop.settings import OperatorSettings, SettingsError, env_name, from_env, parse_args
+from labop.spec import DEFAULT_IMAGE
 
 
 def test_the_defaults_are_two_workers_all_namespaces_and_both_ports_on() -> None:
