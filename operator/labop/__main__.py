@@ -24,7 +24,8 @@ def main(argv: list[str] | None = None) -> int:
     except SettingsError as err:
         print(f"labop: {err}", file=sys.stderr)
         return 2
-    kopf.configure(verbose=False)
+    # What `kopf run --log-format` does; our lines follow it (handlers.follow_kopf_log_format).
+    kopf.configure(verbose=False, log_format=kopf.LogFormat[settings.log_format.upper()])
     memo = kopf.Memo({handlers.SETTINGS_MEMO_KEY: settings})
     asyncio.run(
         kopf.operator(

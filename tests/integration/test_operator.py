@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 
 import pytest
@@ -50,6 +51,23 @@ def test_a_new_labserver_gets_owned_children_and_kubectl_wait_sees_it_ready(
     # Events are posted after the status write that `kubectl wait` saw: wait for them too.
     eventually(
         lambda: {"Created", "Ready"} <= lab.event_reasons("web"), timeout=60, what="Created and Ready Events"
+    )
+
+
+def test_the_log_names_the_object_and_the_reconcile_in_kopfs_full_format(
+    lab: Lab, operator: OperatorProcess
+) -> None:
+    lab.create(a_labserver("logged"))
+    eventually(lambda: lab.is_ready("logged"), timeout=120, what="logged Ready")
+    # kopf run's default --log-format (full): kopf's prefix, our message, then the fields.
+    line = (
+        r"\[[^]]+\] labop\.reconciler +\[INFO +\] ready changed controller=labserver"
+        rf" namespace={lab.ns} name=logged reconcile_id=[0-9a-f]{{8}} ready=True reason=\w+"
+    )
+    eventually(
+        lambda: re.search(line, operator.log.read_text()) is not None,
+        timeout=30,
+        what="the ready changed line",
     )
 
 
