@@ -99,7 +99,7 @@ def test_a_stranger_deployment_is_reported_left_alone_and_forgotten_once_gone(
     lab: Lab, operator: Operator
 ) -> None:
     lab.create_many(["bystander-a", "bystander-b"])
-    lab.apps.create_namespaced_deployment(lab.ns, stranger_deployment("contested"))  # type: ignore[arg-type]  # the client takes a dict body as it is; its hints name only the model
+    lab.apps.create_namespaced_deployment(lab.ns, stranger_deployment("contested"))  # type: ignore[arg-type]  # the client sends a dict body as is; its hints name only the model class
     with operator.book.fault("a stranger Deployment holds the LabServer's name"):
         lab.create("contested")
         eventually(

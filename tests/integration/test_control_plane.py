@@ -75,11 +75,11 @@ def test_a_labserver_round_trips_through_the_apiserver(api: ApiClient, namespace
 
 
 def _token_for_new_service_account(core: CoreV1Api, namespace: str) -> str:
-    core.create_namespaced_service_account(namespace, {"metadata": {"name": "nobody"}})  # type: ignore[arg-type]  # the client takes a dict body as it is; its hints name only the model
+    core.create_namespaced_service_account(namespace, {"metadata": {"name": "nobody"}})  # type: ignore[arg-type]  # the client sends a dict body as is; its hints name only the model class
     request = core.create_namespaced_service_account_token(
         "nobody",
         namespace,
-        {"spec": {"expirationSeconds": 600}},  # type: ignore[arg-type]  # the client takes a dict body as it is; its hints name only the model
+        {"spec": {"expirationSeconds": 600}},  # type: ignore[arg-type]  # the client sends a dict body as is; its hints name only the model class
     )
     assert request.status is not None
     return str(request.status.token)
@@ -137,7 +137,7 @@ def test_a_plain_deployment_gets_two_ready_pods(
     full_cluster: Cluster, api: ApiClient, namespace: str
 ) -> None:
     apps = AppsV1Api(api)
-    apps.create_namespaced_deployment(namespace, _deployment("web", 2))  # type: ignore[arg-type]  # the client takes a dict body as it is; its hints name only the model
+    apps.create_namespaced_deployment(namespace, _deployment("web", 2))  # type: ignore[arg-type]  # the client sends a dict body as is; its hints name only the model class
     eventually(
         lambda: (
             (
@@ -159,7 +159,7 @@ def test_deleting_a_deployment_garbage_collects_its_replicaset_and_pods(
     full_cluster: Cluster, api: ApiClient, namespace: str
 ) -> None:
     apps, core = AppsV1Api(api), CoreV1Api(api)
-    apps.create_namespaced_deployment(namespace, _deployment("doomed", 2))  # type: ignore[arg-type]  # the client takes a dict body as it is; its hints name only the model
+    apps.create_namespaced_deployment(namespace, _deployment("doomed", 2))  # type: ignore[arg-type]  # the client sends a dict body as is; its hints name only the model class
     eventually(
         lambda: len(core.list_namespaced_pod(namespace, label_selector="app=doomed").items) == 2,
         timeout=120,

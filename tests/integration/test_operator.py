@@ -185,7 +185,7 @@ def test_deleting_a_labserver_garbage_collects_its_children(lab: Lab) -> None:
 def test_a_same_named_stranger_is_left_alone_and_reported_until_it_goes(lab: Lab) -> None:
     lab.core.create_namespaced_service(
         lab.ns,
-        {"metadata": {"name": "taken"}, "spec": {"ports": [{"port": 80}], "selector": {"app": "other"}}},  # type: ignore[arg-type]  # the client takes a dict body as it is; its hints name only the model
+        {"metadata": {"name": "taken"}, "spec": {"ports": [{"port": 80}], "selector": {"app": "other"}}},  # type: ignore[arg-type]  # the client sends a dict body as is; its hints name only the model class
     )
     lab.create(a_labserver("taken"))
     eventually(
