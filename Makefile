@@ -198,4 +198,4 @@ bench-server: venv ## Lab HTTP server vs a Go net/http server under wrk on loopb
 ##@ Clean up
 .PHONY: clean
 clean: cluster-down ## Stop the local cluster, remove .venv, bin/ and caches (not the binary cache).
-	rm -rf $(VENV) bin .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) bin .pytest_cache .mypy_cache .ruff_cache .hypothesis k8s_lab.egg-info
