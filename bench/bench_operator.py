@@ -1,7 +1,7 @@
 """End-to-end benchmark of the operator on the local cluster (a benchmark, not a test).
 
 Run: `make bench-operator`, or by hand from the repo root
-`PYTHONPATH=operator:servers:hack .venv/bin/python bench/bench_operator.py` (under 3 minutes on
+`.venv/bin/python bench/bench_operator.py` (under 3 minutes on
 2 cores; `--keep-logs DIR` keeps the operator's logs). It prints markdown for the "Operator end to
 end" section of BENCHMARKS.md on stdout and its progress on stderr.
 
@@ -60,9 +60,8 @@ from types import FrameType
 from typing import Any, TypeVar, cast
 
 REPO = Path(__file__).resolve().parent.parent
-for _folder in (REPO, REPO / "hack"):  # tests.support.operator and localcluster, whatever PYTHONPATH is
-    if str(_folder) not in sys.path:
-        sys.path.insert(0, str(_folder))
+if str(REPO) not in sys.path:  # tests.support.operator; labop and localcluster come from the install
+    sys.path.insert(0, str(REPO))
 
 import kubernetes  # noqa: E402
 from kubernetes.client import ApiClient, CoreV1Api, CustomObjectsApi, V1Namespace, V1ObjectMeta  # noqa: E402

@@ -1,6 +1,6 @@
 """Benchmark of labop.runtime.workqueue.WorkQueue beside a bare asyncio.Queue (a benchmark, not a test).
 
-Run: `PYTHONPATH=operator .venv/bin/python bench/bench_queue.py` (under 15 s on 2 cores). It prints a
+Run: `.venv/bin/python bench/bench_queue.py` (under 15 s on 2 cores). It prints a
 markdown table for BENCHMARKS.md, with the machine and the date.
 
 What is measured:
@@ -23,22 +23,16 @@ import datetime
 import gc
 import os
 import platform
-import sys
 import time
 import tracemalloc
 from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
-try:
-    from labop.runtime.workqueue import WorkQueue
-except ImportError:  # run without PYTHONPATH: find operator/ next to bench/
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "operator"))
-    from labop.runtime.workqueue import WorkQueue
-
 from prometheus_client import CollectorRegistry
 
 from labop.runtime.metrics import QueueMetrics
+from labop.runtime.workqueue import WorkQueue
 
 Key = tuple[str, str]
 WORKER_COUNTS = (1, 4, 16)

@@ -14,7 +14,8 @@
 #      pip inside the build cannot reach PyPI.
 #   3. Images: `buildah bud` (daemonless; storage driver vfs, isolation chroot, storage under the
 #      cache) of each Dockerfile with PYTHON_IMAGE=the local base, on a copy of its build context
-#      whose wheels/ holds the downloaded wheels (in the repository wheels/ is empty, so a Docker
+#      (the repository's root as the Dockerfile's COPYs see it: its folder and shared/labkit) whose
+#      DIR/wheels/ holds the downloaded wheels (in the repository wheels/ is empty, so a Docker
 #      build installs from PyPI; both paths use --require-hashes). Tagged
 #      localhost/k8s-lab/labhttp:VERSION and localhost/k8s-lab/operator:VERSION (pyproject.toml's
 #      version) and pushed to oci-archive files.
@@ -74,7 +75,7 @@ base_dir=$cache_root/base-python3.11-$BASE_SUITE-$base_hash
 context_files() {
   (cd "$repo" && find servers/Dockerfile servers/requirements.txt servers/labhttp servers/wheels \
     operator/Dockerfile operator/requirements.txt operator/main.py operator/labop operator/wheels \
-    -type f ! -path '*/__pycache__/*' ! -name '*.pyc' ! -name '*.whl' | LC_ALL=C sort)
+    shared/labkit -type f ! -path '*/__pycache__/*' ! -name '*.pyc' ! -name '*.whl' | LC_ALL=C sort)
 }
 inputs_hash=$(
   {
@@ -172,15 +173,17 @@ download() { # download REQUIREMENTS DEST
 }
 
 # --- 3. the images ----------------------------------------------------------------------------------
-# build NAME TAG DIR: a copy of DIR's build context (as its Dockerfile's COPYs see it) with the
-# wheels in wheels/, built from DIR/Dockerfile on the local base, pushed to OUT/NAME-VERSION.oci.tar.
+# build NAME TAG DIR: a copy of the build context (the repository's DIR and shared/, as the
+# Dockerfile's COPYs see them) with the wheels in DIR/wheels/, built from DIR/Dockerfile on the local
+# base, pushed to OUT/NAME-VERSION.oci.tar.
 build() {
   local name=$1 tag=$2 dir=$3 ctx=$work/$1
   log "$name: wheels for CPython $py_version on $platform ($dir/requirements.txt) ..."
   mkdir -p "$ctx"
-  tar -C "$repo/$dir" --exclude=__pycache__ --exclude='*.pyc' --exclude='*.whl' -cf - . | tar -C "$ctx" -xf -
-  download "$repo/$dir/requirements.txt" "$ctx/wheels"
-  (cd "$ctx/wheels" && sha256sum -- *.whl | sed "s|^|$name |") >>"$work/out/wheels.txt"
+  tar -C "$repo" --exclude=__pycache__ --exclude='*.pyc' --exclude='*.whl' -cf - "$dir" shared/labkit |
+    tar -C "$ctx" -xf -
+  download "$repo/$dir/requirements.txt" "$ctx/$dir/wheels"
+  (cd "$ctx/$dir/wheels" && sha256sum -- *.whl | sed "s|^|$name |") >>"$work/out/wheels.txt"
   log "$name: buildah bud -f $dir/Dockerfile --build-arg PYTHON_IMAGE=$BASE_TAG ..."
   local start=$SECONDS
   # Untagged in the store (by image ID), tagged in the archive: a build running at the same time

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Images and a kind cluster for k8s-lab: build both images, run them in kind, deploy the operator.
 #
-#   hack/kind.sh docker-build   build ghcr.io/k8s-lab/operator (operator/Dockerfile, context operator/)
-#                               and ghcr.io/k8s-lab/labhttp (servers/Dockerfile, context servers/)
+#   hack/kind.sh docker-build   build ghcr.io/k8s-lab/operator (operator/Dockerfile) and
+#                               ghcr.io/k8s-lab/labhttp (servers/Dockerfile), both with the repository
+#                               as context (.dockerignore: only what they COPY)
 #   hack/kind.sh kind-up        create the kind cluster (KIND_CLUSTER_NAME, default k8s-lab) if missing
 #   hack/kind.sh kind-load      load both images into it (imagePullPolicy IfNotPresent uses them)
 #   hack/kind.sh deploy [ARGS]  kubectl apply -k deploy/ [ARGS], then wait for the CRD to be Established
@@ -20,7 +21,7 @@
 # Environment: KIND_CLUSTER_NAME (k8s-lab), OPERATOR_IMAGE (ghcr.io/k8s-lab/operator:0.1.0; deploy/
 # names that image too: change both),
 # SERVER_IMAGE (ghcr.io/k8s-lab/labhttp:0.1.0, the operator's default LabServer image),
-# SERVER_CONTEXT (servers: the build context of servers/Dockerfile), KIND_NODE_IMAGE (kind's default),
+# KIND_NODE_IMAGE (kind's default),
 # KUBECTL (else the project-built kubectl if `make bins` ran, else kubectl on PATH).
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
@@ -30,7 +31,6 @@ cmd=${1:-help}
 CLUSTER=${KIND_CLUSTER_NAME:-k8s-lab}
 OPERATOR_IMAGE=${OPERATOR_IMAGE:-ghcr.io/k8s-lab/operator:0.1.0}
 SERVER_IMAGE=${SERVER_IMAGE:-ghcr.io/k8s-lab/labhttp:0.1.0}
-SERVER_CONTEXT=${SERVER_CONTEXT:-servers}
 NAMESPACE=k8s-lab-system
 CRD=customresourcedefinition/labservers.k8slab.dev
 
@@ -77,10 +77,10 @@ kind_cluster_exists() { kind get clusters 2>/dev/null | grep -qx "$CLUSTER"; }
 docker_build() {
   need_docker
   [ -f "$repo/servers/Dockerfile" ] || { log "servers/Dockerfile not found: the server image cannot be built"; exit 1; }
-  log "building $OPERATOR_IMAGE (operator/Dockerfile, context operator/)"
-  docker build -t "$OPERATOR_IMAGE" -f "$repo/operator/Dockerfile" "$repo/operator"
-  log "building $SERVER_IMAGE (servers/Dockerfile, context $SERVER_CONTEXT/)"
-  docker build -t "$SERVER_IMAGE" -f "$repo/servers/Dockerfile" "$repo/$SERVER_CONTEXT"
+  log "building $OPERATOR_IMAGE (operator/Dockerfile)"
+  docker build -t "$OPERATOR_IMAGE" -f "$repo/operator/Dockerfile" "$repo"
+  log "building $SERVER_IMAGE (servers/Dockerfile)"
+  docker build -t "$SERVER_IMAGE" -f "$repo/servers/Dockerfile" "$repo"
 }
 
 kind_up() {

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import shutil
 import socket
 import subprocess
@@ -31,7 +30,6 @@ from localcluster.processes import ComponentFailed, Proc
 
 STATE_FILE = "state.json"
 NODE_PROCS = ("apiserver-forward", "containerd", "kubelet", "kube-proxy")
-HACK_DIR = Path(__file__).resolve().parent.parent
 # RBAC for the apiserver's calls to kubelets (logs, exec, port-forward), checked by the kubelet's
 # webhook authorizer.
 APISERVER_KUBELET_BINDING = {
@@ -228,8 +226,7 @@ class LocalCluster:
             f"127.0.0.1:{port}",
             f"--tag={lay.root}",
         ]
-        env = {**os.environ, "PYTHONPATH": str(HACK_DIR)}
-        self._spawn("apiserver-forward", argv, env=env)
+        self._spawn("apiserver-forward", argv)
         self._wait(
             "apiserver through the node IP",
             lambda: _tcp_open(components.ADVERTISE_ADDRESS, port),

@@ -17,13 +17,15 @@ from labop import handlers
 from labop.settings import SettingsError, parse_args
 
 
-def main(argv: list[str]) -> int:
+def main(argv: list[str] | None = None) -> int:
+    """``python -m labop`` and the ``labop`` console script (argv: the flags, default sys.argv's)."""
     try:
-        settings = parse_args(argv, os.environ)
+        settings = parse_args(sys.argv[1:] if argv is None else argv, os.environ)
     except SettingsError as err:
         print(f"labop: {err}", file=sys.stderr)
         return 2
-    kopf.configure(verbose=False)
+    # What `kopf run --log-format` does; our lines follow it (handlers.follow_kopf_log_format).
+    kopf.configure(verbose=False, log_format=kopf.LogFormat[settings.log_format.upper()])
     memo = kopf.Memo({handlers.SETTINGS_MEMO_KEY: settings})
     asyncio.run(
         kopf.operator(
@@ -37,4 +39,4 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    sys.exit(main())

@@ -17,6 +17,7 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector
 
+from labkit.logs import log_event
 from labop.cache import Cache
 from labop.kubeapi import KubeApiLike
 from labop.monitoring import Listener, make_health_app, make_metrics_app, serve
@@ -119,12 +120,14 @@ class Controller:
                 lambda: self.pool.running,
             )
             self._listeners.append(await serve(health, s.bind_address, s.health_port))
-        log.info(
-            "controller started workers=%d queue_size=%d resync_seconds=%g ports=%s",
-            s.workers,
-            s.queue_size,
-            s.resync_seconds,
-            [lst.port for lst in self._listeners],
+        log_event(
+            log,
+            "controller started",
+            controller=NAME,
+            workers=s.workers,
+            queue_size=s.queue_size,
+            resync_seconds=s.resync_seconds,
+            ports=",".join(str(lst.port) for lst in self._listeners),
         )
 
     async def stop(self) -> None:
@@ -132,7 +135,7 @@ class Controller:
         for listener in self._listeners:
             await listener.runner.cleanup()
         self.api.close()
-        log.info("controller stopped")
+        log_event(log, "controller stopped", controller=NAME)
 
     @property
     def _resync_task(self) -> asyncio.Task[None] | None:

@@ -4,7 +4,8 @@ Role: registers with kopf, on import, three indexes and three event handlers; ea
 event -> key -> enqueue and nothing else. No state-tracking handlers (on.create/update/...), so
 kopf writes no annotations, finalizers or status of its own onto anybody's objects.
 Startup builds the ``Controller`` (settings from ``memo`` when started by ``python -m labop``,
-else from the environment, since ``kopf run`` owns the command line) and tunes kopf's settings.
+else from the environment, since ``kopf run`` owns the command line), tunes kopf's settings, and
+has our log lines follow kopf's ``--log-format`` (``follow_kopf_log_format``).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Any, cast
 
 import kopf
 
+from labkit.logs import with_fields
 from labop.cache import Cache, Key, child_entry, labserver_entry
 from labop.controller import Controller
 from labop.kubeapi import KubeApi, load_client
@@ -38,6 +40,26 @@ def configure_kopf(kopf_settings: kopf.OperatorSettings, settings: OperatorSetti
     logging.getLogger("kopf.objects").setLevel(logging.WARNING)
 
 
+def follow_kopf_log_format() -> bool:
+    """Write our lines' fields in the format kopf was told (``kopf run --log-format``): ``key=value``
+    after the message in plain and full, JSON fields in json. False if kopf set up no handler.
+
+    kopf's ``configure`` (run by its CLI before it loads main.py, and by ``python -m labop``) puts one
+    handler of its own class ``_KopfStreamHandler`` on the root logger, with the formatter of the
+    chosen format; kopf finds it again by that class, and so do we. kopf's json formatter is a
+    python-json-logger formatter (its class or a base comes from that package, kopf's dependency).
+    """
+    found = False
+    for handler in logging.getLogger().handlers:
+        if type(handler).__name__ != "_KopfStreamHandler" or handler.formatter is None:
+            continue
+        formatter = handler.formatter
+        json_lines = any(cls.__module__.startswith("pythonjsonlogger") for cls in type(formatter).__mro__)
+        with_fields(handler, json_lines=json_lines, refkey=getattr(formatter, "_refkey", None))
+        found = True
+    return found
+
+
 def _controller(memo: kopf.Memo) -> Controller:
     return cast(Controller, memo.controller)  # set by start_controller before any event handler runs
 
@@ -52,6 +74,7 @@ async def start_controller(
     service_index: Entries,
     **_: Any,
 ) -> None:
+    follow_kopf_log_format()
     ours: OperatorSettings = memo.get(SETTINGS_MEMO_KEY) or from_env(os.environ)
     configure_kopf(settings, ours)
     api = KubeApi(

@@ -1,7 +1,9 @@
 """The operator's own HTTP endpoints: ``/metrics`` on one port, ``/healthz`` and ``/readyz`` on another.
 
 Role: two small aiohttp applications (as controller-runtime separates its metrics and health
-probe listeners), each on its own ``AppRunner``/``TCPSite``. ``/healthz`` says the worker pool is
+probe listeners), each on its own ``AppRunner``/``TCPSite``. ``/metrics`` is prometheus-client's own
+aiohttp handler: the exposition format the scraper's Accept asks for (OpenMetrics or text) and
+gzip when it accepts it. ``/healthz`` says the worker pool is
 alive; ``/readyz`` that the controller has started (kopf gates the handlers on the initial
 listing of every watched kind itself). The checks and the registry are passed in, so this
 module knows nothing of what it reports on.
@@ -13,15 +15,10 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client import CollectorRegistry
+from prometheus_client.aiohttp import make_aiohttp_handler
 
 CHECKS = web.AppKey("checks", dict[str, Callable[[], bool]])
-REGISTRY = web.AppKey("registry", CollectorRegistry)
-
-
-async def _metrics(request: web.Request) -> web.Response:
-    body = generate_latest(request.app[REGISTRY])
-    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
 def _probe(check_name: str) -> Callable[[web.Request], Awaitable[web.Response]]:
@@ -34,8 +31,7 @@ def _probe(check_name: str) -> Callable[[web.Request], Awaitable[web.Response]]:
 
 def make_metrics_app(registry: CollectorRegistry) -> web.Application:
     app = web.Application()
-    app[REGISTRY] = registry
-    app.router.add_get("/metrics", _metrics)
+    app.router.add_get("/metrics", make_aiohttp_handler(registry))
     return app
 
 

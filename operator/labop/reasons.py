@@ -41,8 +41,6 @@ READY: Final = "Ready"
 PROGRESSING: Final = "Progressing"
 DEGRADED: Final = "Degraded"
 
-CONDITION_TYPES: Final = (READY, PROGRESSING, DEGRADED)
-
 # Reasons for a healthy or converging LabServer.
 AVAILABLE: Final = "Available"
 SCALED_TO_ZERO: Final = "ScaledToZero"
@@ -64,11 +62,8 @@ RECONCILE_ERROR: Final = "ReconcileError"  # an API call failed; retried with ba
 # A wait, not a problem: the previous incarnation's children are being garbage-collected.
 WAITING_FOR_CLEANUP: Final = "WaitingForCleanup"
 
-# Event reasons (posted on the LabServer by the controller).
+# Event reasons (posted on the LabServer by the controller). A problem's Warning Event has the
+# problem's reason (InvalidSpec, ChildConflict, ReconcileError).
 EVENT_CREATED: Final = "Created"  # a child was created
-EVENT_UPDATED: Final = "Updated"  # a child's spec was changed by the operator
 EVENT_READY: Final = "Ready"  # the Ready condition turned True
 EVENT_NOT_READY: Final = "NotReady"  # the Ready condition turned False
-EVENT_INVALID_SPEC: Final = INVALID_SPEC
-EVENT_CHILD_CONFLICT: Final = CHILD_CONFLICT
-EVENT_RECONCILE_ERROR: Final = RECONCILE_ERROR

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, NoReturn
 
+from labkit.logs import log_event
 from labop import reasons
 from labop.apierrors import ApiError, Verdict, classify
 from labop.builders import build_deployment, build_service
@@ -136,15 +137,14 @@ class Reconciler:
         return None
 
     async def _on_api_error(self, ls: dict[str, Any], err: ApiError) -> Result | None:
-        meta = ls["metadata"]
         verdict = classify(err)
         if verdict is Verdict.GONE:
             # The LabServer or its namespace is going away (404/410, NamespaceTerminating).
-            log.debug("stopped, gone key=%s/%s error=%s", meta["namespace"], meta["name"], err)
+            log_event(log, "stopped, gone", logging.DEBUG, error=str(err))
             return None
         if verdict is Verdict.CONFLICT:
             # Optimistic concurrency: routine; again at once, from a fresher cache.
-            log.debug("conflict, requeued key=%s/%s error=%s", meta["namespace"], meta["name"], err)
+            log_event(log, "conflict, requeued", logging.DEBUG, error=str(err))
             return Result(requeue=True)
         # Temporary (429, 5xx, a 403, a webhook's refusal, no answer): the workers retry with
         # backoff; meanwhile the user sees why in the status instead of a stale Ready=True.
@@ -249,14 +249,7 @@ class Reconciler:
         # container by name): a hand edit that changed a key leaves a foreign entry beside ours,
         # and the merged object is invalid (e.g. two ports named "api"). Put our list back
         # whole, then apply again.
-        meta = ls["metadata"]
-        log.info(
-            "apply refused, resetting owned list key=%s/%s kind=%s error=%s",
-            meta["namespace"],
-            meta["name"],
-            obj["kind"],
-            refusal.reason,
-        )
+        log_event(log, "apply refused, resetting owned list", kind=obj["kind"], error=refusal.reason)
         try:
             await self._api.json_patch(obj, _reset_owned_lists(obj))
             return await self._api.apply(obj)
@@ -295,14 +288,7 @@ class Reconciler:
         before, after = _condition(old, reasons.READY), _condition(new, reasons.READY)
         if before.get("status") == after.get("status"):
             return
-        meta = ls["metadata"]
-        log.info(
-            "ready changed key=%s/%s ready=%s reason=%s",
-            meta["namespace"],
-            meta["name"],
-            after.get("status"),
-            after.get("reason"),
-        )
+        log_event(log, "ready changed", ready=after.get("status"), reason=after.get("reason"))
         if after.get("status") == "True":
             await self._recorder.record(ls, NORMAL, reasons.EVENT_READY, str(after.get("message", "Ready")))
         elif before.get("status") == "True":
@@ -313,12 +299,7 @@ class Reconciler:
         try:
             await self._report_problem(ls, problem)
         except ApiError as also:  # the API may refuse this write too; the original error counts
-            log.warning(
-                "status not written key=%s/%s error=%s",
-                ls["metadata"]["namespace"],
-                ls["metadata"]["name"],
-                also,
-            )
+            log_event(log, "status not written", logging.WARNING, error=str(also))
 
     async def _report_problem(self, ls: dict[str, Any], problem: Problem) -> None:
         """Status and a Warning Event, once per distinct problem (not on every retry)."""

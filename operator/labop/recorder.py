@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+from labkit.logs import log_event
 from labop.apierrors import ApiError, Verdict, classify
 from labop.kubeapi import KubeApiLike
 
@@ -60,13 +61,16 @@ class EventRecorder:
         try:
             await self._api.create_event(meta["namespace"], event)
         except Exception as err:  # an Event must never fail a reconcile
-            key = f"{meta['namespace']}/{meta['name']}"
             # Into a namespace being deleted nothing can be posted, and nobody would read it.
             gone = isinstance(err, ApiError) and classify(err) is Verdict.GONE
-            log.log(
-                logging.DEBUG if gone else logging.WARNING,
-                "event not posted key=%s reason=%s error=%s",
-                key,
-                reason,
-                err,
+            level = logging.DEBUG if gone else logging.WARNING
+            # Named here too: a reconcile's log context names it as well, but not every caller has one.
+            log_event(
+                log,
+                "event not posted",
+                level,
+                namespace=meta["namespace"],
+                name=meta["name"],
+                reason=reason,
+                error=str(err),
             )

@@ -17,6 +17,8 @@ from labop.naming import FIELD_MANAGER
 from labop.spec import DEFAULT_IMAGE
 
 ENV_PREFIX = "LABOP_"
+# kopf's --log-format choices (kopf.LogFormat), lower case as on its command line.
+LOG_FORMATS = ("plain", "full", "json")
 
 
 class SettingsError(ValueError):
@@ -40,6 +42,10 @@ class OperatorSettings:
     field_manager: str = field(default=FIELD_MANAGER, metadata={"help": "server-side apply field manager"})
     shutdown_timeout: float = field(default=30.0, metadata={"help": "grace for in-flight reconciles"})
     api_timeout: float = field(default=30.0, metadata={"help": "timeout of one API request, seconds"})
+    log_format: str = field(
+        default="full",
+        metadata={"help": "plain, full or json (python -m labop; with kopf run: --log-format)"},
+    )
 
     def __post_init__(self) -> None:
         if self.workers < 1:
@@ -54,6 +60,10 @@ class OperatorSettings:
                 raise SettingsError(f"{name} must be 0..65535, not {port}")
         if not self.default_image:
             raise SettingsError("default_image must not be empty")
+        if self.log_format not in LOG_FORMATS:
+            raise SettingsError(
+                f"log_format must be one of {', '.join(LOG_FORMATS)}, not {self.log_format!r}"
+            )
 
     @property
     def clusterwide(self) -> bool:

@@ -5,7 +5,6 @@ one process, each with its own router. This package is that lesson, production-s
 aiohttp. Module map:
 
 - ``settings``  -- the frozen Settings, built once at start from flags and LABHTTP_* env.
-- ``logformat`` -- one-line structured logs (logfmt or JSON) on stdout.
 - ``state``     -- process-wide readiness and the in-flight request count.
 - ``metrics``   -- the explicit Prometheus registry and the request metrics on it.
 - ``observe``   -- the middleware that times each request into metrics and the access log.
@@ -13,6 +12,8 @@ aiohttp. Module map:
 - ``serve``     -- runners and sites, signals, graceful shutdown, for one process.
 - ``workers``   -- ``--workers N``: a parent supervising N serving processes (SO_REUSEPORT).
 - ``cli``       -- ``main()``: settings, logging, then serve or supervise; exit statuses.
+
+Logs are one line each, logfmt or JSON, written by ``labkit.logs`` (shared with the operator).
 """
 
 __version__ = "0.1.0"

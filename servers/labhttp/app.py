@@ -3,8 +3,9 @@
 This is the lesson's "one ServeMux per server": ``serve`` calls ``make_app`` once per listener
 and gives each result its own AppRunner and TCPSite, all in one event loop. Every listener
 answers ``/``, ``/health`` and ``/readyz``; the metrics listener also answers ``/metrics``
-(rendered by ``metrics``); ``--debug-routes`` adds ``/debug/sleep`` for tests. ``observe``
-is the outermost middleware, then the body-size guard, then the route handlers.
+(prometheus-client's aiohttp handler over the process's registry); ``--debug-routes`` adds
+``/debug/sleep`` for tests. ``observe`` is the outermost middleware, then the body-size guard,
+then the route handlers.
 """
 
 from __future__ import annotations
@@ -15,17 +16,17 @@ import math
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
+from prometheus_client.aiohttp import make_aiohttp_handler
 
-from labhttp.logformat import log_event
-from labhttp.metrics import RequestMetrics, render
+from labhttp.metrics import RequestMetrics
 from labhttp.observe import make_observer
 from labhttp.settings import Listener, Settings
 from labhttp.state import ServingState
+from labkit.logs import log_event
 
 SETTINGS_KEY = web.AppKey("settings", Settings)
 LISTENER_KEY = web.AppKey("listener", Listener)
 STATE_KEY = web.AppKey("state", ServingState)
-METRICS_KEY = web.AppKey("metrics", RequestMetrics)
 
 HEALTHY = "Server is healthy"
 DEBUG_SLEEP_MAX_SECONDS = 60.0
@@ -43,12 +44,11 @@ def make_app(
     app[SETTINGS_KEY] = settings
     app[LISTENER_KEY] = listener
     app[STATE_KEY] = state
-    app[METRICS_KEY] = metrics
     app.router.add_get("/", handle_root)
     app.router.add_get("/health", handle_health)
     app.router.add_get("/readyz", handle_readyz)
     if listener.name == settings.metrics_listener:
-        app.router.add_get("/metrics", handle_metrics)
+        app.router.add_get("/metrics", make_aiohttp_handler(metrics.registry))
     if settings.debug_routes:
         app.router.add_get("/debug/sleep", handle_debug_sleep)
     return app
@@ -84,14 +84,6 @@ async def handle_readyz(request: web.Request) -> web.Response:
     if request.app[STATE_KEY].ready:
         return web.Response(text="ready")
     return web.Response(status=503, text="shutting down")
-
-
-async def handle_metrics(request: web.Request) -> web.Response:
-    body, content_type = render(request.app[METRICS_KEY].registry, request.headers.get("Accept", ""))
-    response = web.Response(body=body)
-    # Set as a header: the exposition content type carries parameters content_type= refuses.
-    response.headers["Content-Type"] = content_type
-    return response
 
 
 async def handle_debug_sleep(request: web.Request) -> web.Response:

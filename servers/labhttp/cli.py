@@ -1,6 +1,6 @@
 """``main()``: from argv and environment to an exit status.
 
-Builds ``settings.Settings`` once, configures ``logformat``, then either serves in this process
+Builds ``settings.Settings`` once, configures logging (``labkit.logs``), then either serves in this process
 (``serve``) or supervises ``--workers`` processes (``workers``). Exit statuses: 0 after a
 graceful shutdown; 2 when the settings are wrong or a listener cannot be bound, reported as one
 ``labhttp: error: ...`` line on stderr and never a traceback; 1 when a worker dies unexpectedly.
@@ -13,9 +13,9 @@ import os
 import sys
 from collections.abc import Mapping, Sequence
 
-from labhttp.logformat import configure_logging
 from labhttp.serve import StartupError, log_serving, serve
 from labhttp.settings import SettingsError, load_settings
+from labkit.logs import configure_logging
 
 EXIT_OK = 0
 EXIT_USAGE = 2
@@ -28,7 +28,7 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
         )
     except SettingsError as exc:
         return fail(str(exc))
-    configure_logging(settings.log_format)
+    configure_logging(settings.log_format, own="labhttp")
     try:
         if settings.workers > 1:
             # Imported here: only the supervisor needs multiprocessing.

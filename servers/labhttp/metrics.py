@@ -2,7 +2,8 @@
 
 ``serve`` makes one registry per process with ``make_registry`` (process and platform collectors
 included) and one ``RequestMetrics`` on it that every listener records into; ``observe`` calls
-``RequestMetrics.observe`` per request; ``app`` serves ``render`` on the metrics listener only.
+``RequestMetrics.observe`` per request; ``app`` serves the registry on the metrics listener only,
+through prometheus-client's own aiohttp handler (OpenMetrics or text by Accept, gzip when accepted).
 Tests make a registry each, so nothing leaks between application instances.
 
 Labels are bounded on purpose: ``route`` is the route template, and every request that matched
@@ -12,7 +13,6 @@ no route shares ``UNMATCHED_ROUTE``; the HTTP method is left out because clients
 from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-from prometheus_client.exposition import choose_encoder
 from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
 
@@ -62,9 +62,3 @@ class RequestMetrics:
         self._in_flight.labels(listener).dec()
         self._requests.labels(listener, route, str(code)).inc()
         self._latency.labels(listener, route, str(code)).observe(seconds)
-
-
-def render(registry: CollectorRegistry, accept: str) -> tuple[bytes, str]:
-    """The exposition body and its content type, in the format the scraper's Accept asks for."""
-    encode, content_type = choose_encoder(accept)
-    return encode(registry), content_type

@@ -1,7 +1,7 @@
 """The outermost middleware of every listener: time each request, then record it twice.
 
 Once into ``metrics.RequestMetrics`` (count, latency, in-flight) and once as a structured
-access line through ``logformat`` (logger ``labhttp.access``). It wraps 404 and 405 too, since
+access line through ``labkit.logs`` (logger ``labhttp.access``). It wraps 404 and 405 too, since
 aiohttp runs middlewares around its routing errors. ``app`` installs it via ``make_observer``;
 ``state.ServingState`` gets the in-flight count that ``serve`` reports at shutdown.
 """
@@ -15,9 +15,9 @@ import time
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
-from labhttp.logformat import log_event
 from labhttp.metrics import UNMATCHED_ROUTE, RequestMetrics
 from labhttp.state import ServingState
+from labkit.logs import log_event
 
 access_logger = logging.getLogger("labhttp.access")
 

@@ -25,10 +25,10 @@ from aiohttp import web
 
 from labhttp import __version__
 from labhttp.app import make_app
-from labhttp.logformat import log_event
 from labhttp.metrics import RequestMetrics, make_registry
 from labhttp.settings import Listener, Settings
 from labhttp.state import ServingState
+from labkit.logs import log_event
 
 logger = logging.getLogger("labhttp.serve")
 

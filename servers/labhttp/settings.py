@@ -13,11 +13,11 @@ import ipaddress
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Literal, NoReturn, TypeVar
+from typing import NoReturn, TypeVar
 
 from labhttp import __version__
+from labkit.logs import LogFormat
 
-LogFormat = Literal["logfmt", "json"]
 LOG_FORMATS: tuple[LogFormat, ...] = ("logfmt", "json")
 
 DEFAULT_LISTEN = "api=0.0.0.0:8080,metrics=0.0.0.0:9090"

@@ -34,9 +34,9 @@ from multiprocessing.connection import Connection, wait
 from multiprocessing.process import BaseProcess
 from types import FrameType
 
-from labhttp.logformat import configure_logging, log_event
 from labhttp.serve import SHUTDOWN_SIGNALS, StartupError, bind_failure, log_serving, serve
 from labhttp.settings import Listener, Settings
+from labkit.logs import configure_logging, log_event
 
 logger = logging.getLogger("labhttp.workers")
 
@@ -68,7 +68,7 @@ class Stopped(Exception):
 
 def run_worker(settings: Settings, index: int, messages: Connection) -> None:
     """A child's whole life: serve, telling the parent once it is ready (or why it cannot be)."""
-    configure_logging(settings.log_format, static={"worker": index})
+    configure_logging(settings.log_format, static={"worker": index}, own="labhttp")
     try:
         asyncio.run(serve(settings, on_ready=lambda bound: messages.send(("ready", ""))))
     except StartupError as exc:

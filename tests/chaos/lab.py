@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from kubernetes.client import ApiClient, AppsV1Api, CoreV1Api, CustomObjectsApi
 from localcluster import processes
@@ -53,8 +53,10 @@ class Lab:
             "metadata": {"name": name},
             "spec": spec or {},
         }
-        created: dict[str, Any] = self.objects.create_namespaced_custom_object(
-            GROUP, VERSION, self.ns, PLURAL, body
+        # CustomObjectsApi's answers are typed `object`: they are the decoded JSON, a dict.
+        created = cast(
+            dict[str, Any],
+            self.objects.create_namespaced_custom_object(GROUP, VERSION, self.ns, PLURAL, body),
         )
         return created
 
@@ -64,15 +66,17 @@ class Lab:
             list(pool.map(lambda i: self.create(names[i], spec(i) if spec else None), range(len(names))))
 
     def get(self, name: str) -> dict[str, Any] | None:
-        found: dict[str, Any] | None = or_none(
-            lambda: self.objects.get_namespaced_custom_object(GROUP, VERSION, self.ns, PLURAL, name)
+        found = cast(
+            dict[str, Any] | None,
+            or_none(lambda: self.objects.get_namespaced_custom_object(GROUP, VERSION, self.ns, PLURAL, name)),
         )
         return found
 
     def labservers(self) -> list[dict[str, Any]]:
-        items: list[dict[str, Any]] = self.objects.list_namespaced_custom_object(
-            GROUP, VERSION, self.ns, PLURAL
-        )["items"]
+        listed = cast(
+            dict[str, Any], self.objects.list_namespaced_custom_object(GROUP, VERSION, self.ns, PLURAL)
+        )
+        items: list[dict[str, Any]] = listed["items"]
         return items
 
     def set_spec(self, name: str, spec: dict[str, Any]) -> None:

@@ -119,7 +119,7 @@ def ownership_problems(lab: Lab) -> list[str]:
         owned: dict[str, list[str]] = {uid: [] for uid in labservers}
         for name, obj in sorted(objects.items()):
             uid = _controller_uid(obj)
-            if uid not in labservers:
+            if uid is None or uid not in labservers:
                 problems.append(f"orphan {kind} {name} (controller uid {uid} is no LabServer)")
             else:
                 owned[uid].append(name)

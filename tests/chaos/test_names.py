@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import pytest
@@ -98,7 +99,7 @@ def test_a_stranger_deployment_is_reported_left_alone_and_forgotten_once_gone(
     lab: Lab, operator: Operator
 ) -> None:
     lab.create_many(["bystander-a", "bystander-b"])
-    lab.apps.create_namespaced_deployment(lab.ns, stranger_deployment("contested"))
+    lab.apps.create_namespaced_deployment(lab.ns, stranger_deployment("contested"))  # type: ignore[arg-type]  # the client sends a dict body as is; its hints name only the model class
     with operator.book.fault("a stranger Deployment holds the LabServer's name"):
         lab.create("contested")
         eventually(
@@ -107,9 +108,11 @@ def test_a_stranger_deployment_is_reported_left_alone_and_forgotten_once_gone(
             what="contested Degraded/ChildConflict",
         )
         stranger = lab.apps.read_namespaced_deployment("contested", lab.ns)
-        assert not stranger.metadata.owner_references, "the operator adopted the stranger"
-        assert stranger.spec.template.spec.containers[0].image == "example.com/stranger:1"
-        assert stranger.metadata.generation == 1, "the operator changed the stranger"
+        meta, spec = stranger.metadata, stranger.spec
+        assert meta is not None and spec is not None and spec.template.spec is not None
+        assert not meta.owner_references, "the operator adopted the stranger"
+        assert spec.template.spec.containers[0].image == "example.com/stranger:1"
+        assert meta.generation == 1, "the operator changed the stranger"
         assert lab.labserver_events("ChildConflict"), "no Warning Event tells the user"
         lab.delete_deployment("contested")
         measure_convergence(
@@ -142,7 +145,7 @@ def test_deleting_namespaces_with_many_labservers_is_routine(
         core.delete_namespace(each.ns)
     measure(
         f"{len(doomed)} namespaces with {per_namespace} Ready LabServers each deleted at once: to all gone",
-        lambda: all(or_none(lambda ns=each.ns: core.read_namespace(ns)) is None for each in doomed),
+        lambda: all(or_none(partial(core.read_namespace, each.ns)) is None for each in doomed),
         timeout=300,
     )
     assert_steady_state(bystanders, operator)

@@ -116,7 +116,7 @@ def real_node(full_cluster: Cluster) -> Iterator[Cluster]:
 def api(control_plane: Cluster) -> Iterator[kubernetes.client.ApiClient]:
     client = control_plane.api_client()
     yield client
-    client.close()
+    client.close()  # type: ignore[no-untyped-call]  # ApiClient.close has no annotations
 
 
 @pytest.fixture
@@ -124,7 +124,7 @@ def namespace(control_plane: Cluster, api: kubernetes.client.ApiClient) -> Itera
     """A fresh namespace per test, deleted afterwards (without waiting for it to go)."""
     name = f"t-{uuid.uuid4().hex[:8]}"
     core = kubernetes.client.CoreV1Api(api)
-    core.create_namespace({"metadata": {"name": name}})
+    core.create_namespace({"metadata": {"name": name}})  # type: ignore[arg-type]  # the client sends a dict body as is; its hints name only the model class
     yield name
     core.delete_namespace(name)
 

@@ -7,6 +7,7 @@ import ssl
 import urllib.error
 import urllib.request
 from pathlib import Path
+from typing import Any, cast
 
 import kubernetes
 import pytest
@@ -33,6 +34,7 @@ def test_the_apiserver_is_ready_and_reports_the_pinned_version(control_plane: Cl
     assert control_plane.local is not None
     assert control_plane.local.api.readyz()
     version = control_plane.local.api.get("/version")
+    assert version is not None
     assert version["gitVersion"] == pinned_kubernetes_version()
 
 
@@ -47,7 +49,7 @@ def test_every_crd_in_the_repo_is_established(control_plane: Cluster, api: ApiCl
     for path in sorted((REPO / "crds").glob("*.yaml")):
         name = yaml.safe_load(path.read_text())["metadata"]["name"]
         crd = ext.read_custom_resource_definition(name)
-        conditions = {c.type: c.status for c in crd.status.conditions}
+        conditions = {c.type: c.status for c in (crd.status.conditions if crd.status else None) or []}
         assert conditions.get("Established") == "True", (name, conditions)
 
 
@@ -60,8 +62,10 @@ def test_a_labserver_round_trips_through_the_apiserver(api: ApiClient, namespace
         "spec": {"replicas": 2, "message": "round and round"},
     }
     objects.create_namespaced_custom_object("k8slab.dev", "v1alpha1", namespace, "labservers", body)
-    stored = objects.get_namespaced_custom_object(
-        "k8slab.dev", "v1alpha1", namespace, "labservers", "roundtrip"
+    # CustomObjectsApi's answers are typed `object`: they are the decoded JSON, a dict.
+    stored = cast(
+        dict[str, Any],
+        objects.get_namespaced_custom_object("k8slab.dev", "v1alpha1", namespace, "labservers", "roundtrip"),
     )
     assert stored["spec"]["replicas"] == 2
     assert stored["spec"]["message"] == "round and round"
@@ -71,10 +75,13 @@ def test_a_labserver_round_trips_through_the_apiserver(api: ApiClient, namespace
 
 
 def _token_for_new_service_account(core: CoreV1Api, namespace: str) -> str:
-    core.create_namespaced_service_account(namespace, {"metadata": {"name": "nobody"}})
+    core.create_namespaced_service_account(namespace, {"metadata": {"name": "nobody"}})  # type: ignore[arg-type]  # the client sends a dict body as is; its hints name only the model class
     request = core.create_namespaced_service_account_token(
-        "nobody", namespace, {"spec": {"expirationSeconds": 600}}
+        "nobody",
+        namespace,
+        {"spec": {"expirationSeconds": 600}},  # type: ignore[arg-type]  # the client sends a dict body as is; its hints name only the model class
     )
+    assert request.status is not None
     return str(request.status.token)
 
 
@@ -121,7 +128,8 @@ def test_every_node_of_the_full_cluster_is_ready(full_cluster: Cluster, api: Api
     nodes = CoreV1Api(api).list_node().items
     assert nodes
     for node in nodes:
-        assert {c.type: c.status for c in node.status.conditions}["Ready"] == "True"
+        assert node.status is not None
+        assert {c.type: c.status for c in node.status.conditions or []}["Ready"] == "True"
 
 
 @pytest.mark.cluster
@@ -129,15 +137,21 @@ def test_a_plain_deployment_gets_two_ready_pods(
     full_cluster: Cluster, api: ApiClient, namespace: str
 ) -> None:
     apps = AppsV1Api(api)
-    apps.create_namespaced_deployment(namespace, _deployment("web", 2))
+    apps.create_namespaced_deployment(namespace, _deployment("web", 2))  # type: ignore[arg-type]  # the client sends a dict body as is; its hints name only the model class
     eventually(
-        lambda: (apps.read_namespaced_deployment_status("web", namespace).status.ready_replicas or 0) == 2,
+        lambda: (
+            (
+                getattr(apps.read_namespaced_deployment_status("web", namespace).status, "ready_replicas", 0)
+                or 0
+            )
+            == 2
+        ),
         timeout=120,
         what="deployment web to have 2 ready replicas",
     )
     pods = CoreV1Api(api).list_namespaced_pod(namespace, label_selector="app=web").items
     assert len(pods) == 2
-    assert all(p.status.phase == "Running" and p.spec.node_name for p in pods)
+    assert all(p.status and p.status.phase == "Running" and p.spec and p.spec.node_name for p in pods)
 
 
 @pytest.mark.cluster
@@ -145,7 +159,7 @@ def test_deleting_a_deployment_garbage_collects_its_replicaset_and_pods(
     full_cluster: Cluster, api: ApiClient, namespace: str
 ) -> None:
     apps, core = AppsV1Api(api), CoreV1Api(api)
-    apps.create_namespaced_deployment(namespace, _deployment("doomed", 2))
+    apps.create_namespaced_deployment(namespace, _deployment("doomed", 2))  # type: ignore[arg-type]  # the client sends a dict body as is; its hints name only the model class
     eventually(
         lambda: len(core.list_namespaced_pod(namespace, label_selector="app=doomed").items) == 2,
         timeout=120,

@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import kubernetes
 import pytest
@@ -262,8 +262,10 @@ def dry_run_create(api: kubernetes.client.ApiClient, namespace: str, spec: dict[
         "spec": spec,
     }
     custom = kubernetes.client.CustomObjectsApi(api)
-    created: dict[str, Any] = custom.create_namespaced_custom_object(
-        GROUP, VERSION, namespace, PLURAL, body, dry_run="All"
+    # CustomObjectsApi's answers are typed `object`: they are the decoded JSON, a dict.
+    created = cast(
+        dict[str, Any],
+        custom.create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, body, dry_run="All"),
     )
     return created
 
@@ -287,7 +289,7 @@ def test_the_apiserver_and_parse_spec_agree_on_each_corner_case(
     with pytest.raises(kubernetes.client.ApiException) as refusal:
         dry_run_create(api, namespace, case.spec)
     assert refusal.value.status == 422
-    message = json.loads(refusal.value.body)["message"]
+    message = json.loads(refusal.value.body or "{}")["message"]
     assert f'LabServer.{GROUP} "corner-case" is invalid: ' in message
     assert case.refused in message
     field = case.refused.split(": ", 1)[0]
@@ -309,8 +311,11 @@ def test_an_empty_spec_is_stored_with_the_defaults_parse_spec_gives(
 ) -> None:
     manifest = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "LabServer", "metadata": {"name": "empty"}}
     control_plane.kubectl("create", "-n", namespace, "-f", "-", input=json.dumps(manifest))
-    stored = kubernetes.client.CustomObjectsApi(api).get_namespaced_custom_object(
-        GROUP, VERSION, namespace, PLURAL, "empty"
+    stored = cast(
+        dict[str, Any],
+        kubernetes.client.CustomObjectsApi(api).get_namespaced_custom_object(
+            GROUP, VERSION, namespace, PLURAL, "empty"
+        ),
     )
     assert stored["spec"] == {
         "replicas": 1,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from tests.support.cluster import CRDS, Cluster
@@ -36,6 +38,23 @@ def test_a_new_labserver_gets_owned_children_and_kubectl_wait_sees_it_ready(
     # Events are posted after the status write that `kubectl wait` saw: wait for them too.
     eventually(
         lambda: {"Created", "Ready"} <= lab.event_reasons("web"), timeout=60, what="Created and Ready Events"
+    )
+
+
+def test_the_log_names_the_object_and_the_reconcile_in_kopfs_full_format(
+    lab: Lab, operator: OperatorProcess
+) -> None:
+    lab.create(a_labserver("logged"))
+    eventually(lambda: lab.is_ready("logged"), timeout=120, what="logged Ready")
+    # kopf run's default --log-format (full): kopf's prefix, our message, then the fields.
+    line = (
+        r"\[[^]]+\] labop\.reconciler +\[INFO +\] ready changed controller=labserver"
+        rf" namespace={lab.ns} name=logged reconcile_id=[0-9a-f]{{8}} ready=True reason=\w+"
+    )
+    eventually(
+        lambda: re.search(line, operator.log.read_text()) is not None,
+        timeout=30,
+        what="the ready changed line",
     )
 
 
@@ -153,7 +172,7 @@ def test_deleting_a_labserver_garbage_collects_its_children(lab: Lab) -> None:
 def test_a_same_named_stranger_is_left_alone_and_reported_until_it_goes(lab: Lab) -> None:
     lab.core.create_namespaced_service(
         lab.ns,
-        {"metadata": {"name": "taken"}, "spec": {"ports": [{"port": 80}], "selector": {"app": "other"}}},
+        {"metadata": {"name": "taken"}, "spec": {"ports": [{"port": 80}], "selector": {"app": "other"}}},  # type: ignore[arg-type]  # the client sends a dict body as is; its hints name only the model class
     )
     lab.create(a_labserver("taken"))
     eventually(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any, cast
 
 import pytest
 from kubernetes.client import ApiClient, AppsV1Api, CoreV1Api, CustomObjectsApi
@@ -17,7 +18,11 @@ BURST = 50
 
 
 def ready_names(objects: CustomObjectsApi, ns: str) -> set[str]:
-    items = objects.list_namespaced_custom_object("k8slab.dev", "v1alpha1", ns, "labservers")["items"]
+    # CustomObjectsApi's answers are typed `object`: they are the decoded JSON, a dict.
+    listed = cast(
+        dict[str, Any], objects.list_namespaced_custom_object("k8slab.dev", "v1alpha1", ns, "labservers")
+    )
+    items = listed["items"]
     return {
         ls["metadata"]["name"]
         for ls in items
@@ -65,7 +70,9 @@ def test_a_burst_of_fifty_survives_an_operator_kill_and_restart(
         finally:
             second.stop()
     names = {f"burst-{i:02d}" for i in range(BURST)}
-    deployments = [d.metadata.name for d in apps.list_namespaced_deployment(namespace).items]
-    services = [s.metadata.name for s in core.list_namespaced_service(namespace).items]
+    deployments = [
+        str(d.metadata and d.metadata.name) for d in apps.list_namespaced_deployment(namespace).items
+    ]
+    services = [str(s.metadata and s.metadata.name) for s in core.list_namespaced_service(namespace).items]
     assert sorted(deployments) == sorted(names)  # exactly one each, no duplicates, no strays
     assert sorted(services) == sorted(names)

@@ -102,7 +102,7 @@ def test_deleting_a_namespace_full_of_labservers_logs_no_error_and_no_traceback(
 ) -> None:
     core = CoreV1Api(api)
     ns = f"doomed-{uuid.uuid4().hex[:6]}"
-    core.create_namespace({"metadata": {"name": ns}})
+    core.create_namespace({"metadata": {"name": ns}})  # type: ignore[arg-type]  # the client sends a dict body as is; its hints name only the model class
     lab = Lab(api, ns)
     names = [f"ls-{i:02d}" for i in range(20)]
     for name in names:
@@ -169,7 +169,8 @@ def test_the_local_cluster_has_room_for_more_than_250_cluster_ips(
     core = CoreV1Api(api)
     for i in range(300):  # a /24 Service range ran out at about 250
         core.create_namespaced_service(
-            namespace, {"metadata": {"name": f"s{i}"}, "spec": {"ports": [{"port": 80}]}}
+            namespace,
+            {"metadata": {"name": f"s{i}"}, "spec": {"ports": [{"port": 80}]}},  # type: ignore[arg-type]  # the client sends a dict body as is; its hints name only the model class
         )
     cidrs = control_plane.kubectl(
         "get", "servicecidrs", "kubernetes", "-o", "jsonpath={.spec.cidrs[0]}"
@@ -182,4 +183,4 @@ def test_the_local_clusters_nodes_take_ten_thousand_pods(full_cluster: Cluster, 
         pytest.skip("checks the local harness's own sizing")  # USE_EXISTING_CLUSTER only
     nodes: list[Any] = CoreV1Api(api).list_node().items
     kwok = [node for node in nodes if (node.metadata.labels or {}).get("type") == "kwok"]
-    assert sum(parse_quantity(node.status.allocatable["pods"]) for node in kwok) >= 10_000
+    assert sum(parse_quantity(node.status.allocatable["pods"]) for node in kwok) >= 10_000  # type: ignore[no-untyped-call]  # kubernetes.utils.parse_quantity has no annotations

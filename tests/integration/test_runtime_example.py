@@ -32,12 +32,12 @@ def watch_keys(
     informer's job); returns the function that stops it."""
     client = cluster.api_client()
     core = kubernetes.client.CoreV1Api(client)
-    watch = kubernetes.watch.Watch()
+    watch = kubernetes.watch.Watch()  # type: ignore[no-untyped-call]  # kubernetes.watch.Watch has no annotations
     stopping = threading.Event()
 
     def run() -> None:
         try:
-            for event in watch.stream(core.list_namespaced_config_map, namespace, timeout_seconds=60):
+            for event in watch.stream(core.list_namespaced_config_map, namespace, timeout_seconds=60):  # type: ignore[no-untyped-call]  # kubernetes.watch.Watch has no annotations
                 meta = event["object"].metadata
                 asyncio.run_coroutine_threadsafe(controller.enqueue((meta.namespace, meta.name)), loop)
         except (urllib3.exceptions.HTTPError, OSError):
@@ -49,8 +49,8 @@ def watch_keys(
 
     def stop() -> None:
         stopping.set()
-        watch.stop()
-        client.close()
+        watch.stop()  # type: ignore[no-untyped-call]  # kubernetes.watch.Watch has no annotations
+        client.close()  # type: ignore[no-untyped-call]  # ApiClient.close has no annotations
         thread.join(timeout=10)
 
     return stop
@@ -67,16 +67,17 @@ async def test_a_second_controller_on_the_runtime_keeps_configmaps_annotated(
 
     def annotation(name: str) -> Any:
         cm = core.read_namespaced_config_map(name, namespace)
-        return (cm.metadata.annotations or {}).get(counter.ANNOTATION)
+        return ((cm.metadata and cm.metadata.annotations) or {}).get(counter.ANNOTATION)
 
     def annotated(expected: dict[str, str]) -> bool:
         return all(annotation(name) == count for name, count in expected.items())
 
     try:
         core.create_namespaced_config_map(
-            namespace, {"metadata": {"name": "two"}, "data": {"a": "1", "b": "2"}}
+            namespace,
+            {"metadata": {"name": "two"}, "data": {"a": "1", "b": "2"}},  # type: ignore[arg-type]  # the client sends a dict body as is; its hints name only the model class
         )
-        core.create_namespaced_config_map(namespace, {"metadata": {"name": "none"}})
+        core.create_namespaced_config_map(namespace, {"metadata": {"name": "none"}})  # type: ignore[arg-type]  # the client sends a dict body as is; its hints name only the model class
         await asyncio.to_thread(eventually, lambda: annotated({"two": "2", "none": "0"}), what="annotations")
         core.patch_namespaced_config_map("two", namespace, {"data": {"c": "3"}})
         await asyncio.to_thread(eventually, lambda: annotated({"two": "3"}), what="the new count")

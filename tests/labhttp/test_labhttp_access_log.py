@@ -11,8 +11,8 @@ from collections.abc import Iterator
 import pytest
 from tests.labhttp.testkit import Listeners
 
-from labhttp.logformat import JsonFormatter, LogfmtFormatter, configure_logging, log_event
 from labhttp.metrics import UNMATCHED_ROUTE
+from labkit.logs import FIELDS_ATTR, JsonFormatter, LogfmtFormatter, configure_logging, log_event
 
 
 @pytest.fixture
@@ -21,7 +21,7 @@ def stdout() -> Iterator[io.StringIO]:
     root = logging.getLogger()
     saved = (list(root.handlers), root.level)
     stream = io.StringIO()
-    configure_logging("json", stream=stream)
+    configure_logging("json", stream=stream, own="labhttp")
     yield stream
     root.handlers[:] = saved[0]
     root.setLevel(saved[1])
@@ -67,24 +67,24 @@ async def test_refused_requests_are_logged_with_their_status(
 def make_record(event: str, **fields: object) -> logging.LogRecord:
     logger = logging.getLogger("labhttp.test")
     record = logger.makeRecord(logger.name, logging.INFO, __file__, 1, event, (), None)
-    record.labhttp_fields = fields
+    setattr(record, FIELDS_ATTR, fields)
     return record
 
 
 def test_logfmt_quotes_only_the_values_that_need_it() -> None:
     record = make_record("request", path="/a b", route="<unmatched>", status=200, ok=True, ms=1.23456)
-    line = LogfmtFormatter().format(record)
+    line = LogfmtFormatter(own="labhttp").format(record)
     assert line.startswith("ts=")
     assert ' level=info event=request path="/a b" route=<unmatched> status=200 ok=true ms=1.235' in line
 
 
 def test_logfmt_escapes_quotes_and_equals_signs() -> None:
-    line = LogfmtFormatter().format(make_record("x", ua='say "hi"', query="a=b", empty=""))
+    line = LogfmtFormatter(own="labhttp").format(make_record("x", ua='say "hi"', query="a=b", empty=""))
     assert 'ua="say \\"hi\\"" query="a=b" empty=""' in line
 
 
 def test_json_lines_keep_the_same_fields_in_the_same_order() -> None:
-    record = json.loads(JsonFormatter({"worker": 1}).format(make_record("serving", pid=7)))
+    record = json.loads(JsonFormatter({"worker": 1}, own="labhttp").format(make_record("serving", pid=7)))
     assert list(record) == ["ts", "level", "event", "worker", "pid"]
     assert record["ts"].endswith("Z")
 
@@ -98,7 +98,7 @@ def test_a_traceback_is_folded_into_one_line() -> None:
     record = logger.makeRecord(
         logger.name, logging.ERROR, __file__, 1, "Error handling request", (), exc_info
     )
-    for formatter in (LogfmtFormatter(), JsonFormatter()):
+    for formatter in (LogfmtFormatter(own="labhttp"), JsonFormatter(own="labhttp")):
         line = formatter.format(record)
         assert "\n" not in line
         assert "RuntimeError: boom" in line

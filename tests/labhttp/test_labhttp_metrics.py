@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gzip
+
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
@@ -109,3 +111,11 @@ async def test_metrics_answer_in_the_format_the_scraper_accepts(
     headers = {"Accept": accept} if accept else {}
     async with listeners.session.get(listeners.url("metrics", "/metrics"), headers=headers) as response:
         assert response.content_type == content_type
+
+
+async def test_metrics_are_gzipped_for_a_scraper_that_accepts_it(listeners: Listeners) -> None:
+    url = listeners.url("metrics", "/metrics")
+    async with listeners.session.get(url, headers={"Accept-Encoding": "gzip"}, auto_decompress=False) as resp:
+        assert resp.headers.get("Content-Encoding") == "gzip"
+        body = gzip.decompress(await resp.read()).decode()
+    assert "labhttp_http_requests_total" in body

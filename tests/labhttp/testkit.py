@@ -14,7 +14,6 @@ import os
 import signal
 import sys
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -25,7 +24,6 @@ from labhttp.metrics import RequestMetrics
 from labhttp.settings import Listener, Settings
 from labhttp.state import ServingState
 
-REPO = Path(__file__).resolve().parents[2]
 # Generous: the machine may be busy; waits end as soon as the awaited line arrives.
 EVENT_TIMEOUT = 20.0
 MAX_BODY_BYTES = 1024
@@ -141,6 +139,5 @@ class LabhttpProcess:
 
 def subprocess_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     env = {key: value for key, value in os.environ.items() if not key.startswith("LABHTTP_")}
-    env["PYTHONPATH"] = str(REPO / "servers")
     env.update(extra or {})
     return env

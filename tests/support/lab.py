@@ -6,7 +6,7 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from kubernetes.client import ApiClient, AppsV1Api, CoreV1Api, CustomObjectsApi
 from tests.support.cluster import Cluster, or_none
@@ -46,10 +46,16 @@ class Lab:
         self.objects, self.apps, self.core = CustomObjectsApi(api), AppsV1Api(api), CoreV1Api(api)
 
     def create(self, body: dict[str, Any]) -> dict[str, Any]:
-        return self.objects.create_namespaced_custom_object(GROUP, VERSION, self.ns, PLURAL, body)
+        # CustomObjectsApi's answers are typed `object`: they are the decoded JSON, a dict.
+        return cast(
+            dict[str, Any],
+            self.objects.create_namespaced_custom_object(GROUP, VERSION, self.ns, PLURAL, body),
+        )
 
     def get(self, name: str) -> dict[str, Any]:
-        return self.objects.get_namespaced_custom_object(GROUP, VERSION, self.ns, PLURAL, name)
+        return cast(
+            dict[str, Any], self.objects.get_namespaced_custom_object(GROUP, VERSION, self.ns, PLURAL, name)
+        )
 
     def patch_spec(self, name: str, spec: dict[str, Any]) -> None:
         self.objects.patch_namespaced_custom_object(GROUP, VERSION, self.ns, PLURAL, name, {"spec": spec})
@@ -76,4 +82,4 @@ class Lab:
 
     def event_reasons(self, name: str) -> set[str]:
         events = self.core.list_namespaced_event(self.ns, field_selector=f"involvedObject.name={name}").items
-        return {e.reason for e in events if e.involved_object.kind == "LabServer"}
+        return {str(e.reason) for e in events if e.involved_object.kind == "LabServer"}

@@ -20,6 +20,7 @@ from tests.support.cluster import REPO
 class OperatorProcess:
     def __init__(self, kubeconfig: Path, log: Path, **settings: str) -> None:
         self.kubeconfig = kubeconfig
+        self.kopf_args: tuple[str, ...] = ()  # more flags for `kopf run`, e.g. --log-format=json
         self.log = log
         self.metrics_port = free_port()
         self.health_port = free_port()
@@ -38,7 +39,15 @@ class OperatorProcess:
             "LABOP_BIND_ADDRESS": "127.0.0.1",
             **{f"LABOP_{k.upper()}": v for k, v in self.settings.items()},
         }
-        argv = [sys.executable, "-m", "kopf", "run", str(REPO / "operator" / "main.py"), "-A"]
+        argv = [
+            sys.executable,
+            "-m",
+            "kopf",
+            "run",
+            *self.kopf_args,
+            str(REPO / "operator" / "main.py"),
+            "-A",
+        ]
         self.proc = processes.spawn("operator", argv, self.log, detach=False, env=env)
         processes.wait_for("the operator's /readyz", self.ready, timeout=60, watch=[self.proc])
 

@@ -8,6 +8,7 @@ cheap to check exactly here; the scenarios themselves run in tests/chaos (make t
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 from tests.chaos.lab import LogBook
@@ -65,7 +66,7 @@ def test_expansion_follows_kubernetes(value: str, expanded: str) -> None:
 
 
 def test_the_served_message_is_the_env_value_after_expansion() -> None:
-    deployment = {
+    deployment: dict[str, Any] = {
         "spec": {
             "template": {
                 "metadata": {"annotations": {"m": "from $(annotation)"}},

@@ -156,7 +156,7 @@ async def test_a_resync_into_a_full_queue_reports_how_many_keys_did_not_fit(
         setup.cache_labserver(name)
     assert setup.controller.resync() == 3
     assert len(await drain(setup)) == 2
-    assert "resync skipped keys=3 reason=queue-full" in caplog.text
+    assert "resync skipped controller=labserver keys=3 reason=queue-full" in caplog.text
 
 
 def test_a_resync_never_waits_so_it_works_from_plain_sync_code() -> None:

@@ -11,9 +11,9 @@ import re
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-import gen_crd
 import pytest
 import yaml
+from hack import gen_crd
 from tests.unit.factories import (
     EXAMPLES,
     expected_error,

@@ -40,7 +40,7 @@ def test_pip_installs_with_hashes_from_wheels_in_the_build_stage_only(path: Path
     pips = [line for line in lines if "pip install" in line]
     assert pips and all("--require-hashes" in line and "--only-binary=:all:" in line for line in pips)
     assert all("--no-index --find-links /tmp/wheels" in line for line in pips)
-    copies = [i for i, line in enumerate(lines) if line.startswith("COPY wheels/")]
+    copies = [i for i, line in enumerate(lines) if line.startswith(f"COPY {path.parent.name}/wheels/")]
     assert copies and all(i < final for i in copies), "the wheels would reach the final image"
     assert not any("pip install" in line for line in lines[final:])
 
@@ -50,3 +50,20 @@ def test_wheels_is_kept_empty_in_the_repository(path: Path) -> None:
     assert (path.parent / "wheels" / "README.md").is_file()
     ignored = (REPO / ".gitignore").read_text().splitlines()
     assert f"/{path.parent.name}/wheels/*.whl" in ignored
+
+
+@pytest.mark.parametrize("path", DOCKERFILES, ids=lambda p: p.parent.name)
+def test_the_root_context_lets_in_what_the_dockerfile_copies_and_shared_labkit(path: Path) -> None:
+    """Both build from the repository's root (for shared/labkit); .dockerignore admits only a list."""
+    admitted = [
+        line[1:].rstrip("/")
+        for line in (REPO / ".dockerignore").read_text().splitlines()
+        if line.startswith("!")
+    ]
+    sources = [
+        line.split()[1].rstrip("/")
+        for line in instructions(path)
+        if line.startswith("COPY ") and not line.startswith("COPY --from")
+    ]
+    assert "shared/labkit" in sources
+    assert sources and all(source in admitted for source in sources), (sources, admitted)

@@ -9,11 +9,11 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-import image_requirements
 import pytest
-from image_requirements import IMAGES, LOCK, Image
+from hack import image_requirements
+from hack.image_requirements import IMAGES, LOCK, Image
 
-DEV_ONLY = {"pytest", "mypy", "ruff", "hypothesis", "kmock", "cryptography", "packaging"}
+DEV_ONLY = {"pytest", "mypy", "ruff", "hypothesis", "cryptography", "packaging", "setuptools"}
 
 
 @pytest.mark.parametrize("image", IMAGES, ids=lambda image: image.name)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 from collections.abc import AsyncIterator
 
 import aiohttp
@@ -91,6 +92,33 @@ async def test_metrics_serves_the_registrys_text_format(
     families = {family.name: family for family in text_string_to_metric_families(body)}
     (sample,) = [s for s in families["labop_test_things"].samples if s.name == "labop_test_things_total"]
     assert sample.value == 3
+
+
+async def test_metrics_speaks_openmetrics_to_a_scraper_that_asks_for_it(
+    http: aiohttp.ClientSession, servers: Servers, registry: CollectorRegistry
+) -> None:
+    listener = await servers.start(make_metrics_app(registry))
+    accept = {"Accept": "application/openmetrics-text; version=1.0.0; charset=utf-8"}
+    async with http.get(f"http://127.0.0.1:{listener.port}/metrics", headers=accept) as resp:
+        assert resp.status == 200
+        assert resp.content_type == "application/openmetrics-text"
+        body = await resp.text()
+    assert "labop_test_things_total 3.0" in body
+    assert body.endswith("# EOF\n")
+
+
+async def test_metrics_are_gzipped_for_a_scraper_that_accepts_it(
+    http: aiohttp.ClientSession, servers: Servers, registry: CollectorRegistry
+) -> None:
+    listener = await servers.start(make_metrics_app(registry))
+    url = f"http://127.0.0.1:{listener.port}/metrics"
+    async with http.get(url, headers={"Accept-Encoding": "gzip"}, auto_decompress=False) as resp:
+        assert resp.headers.get("Content-Encoding") == "gzip"
+        body = gzip.decompress(await resp.read()).decode()
+    assert "labop_test_things_total 3.0" in body
+    async with http.get(url, headers={"Accept-Encoding": "identity"}, auto_decompress=False) as resp:
+        assert "Content-Encoding" not in resp.headers
+        assert "labop_test_things_total 3.0" in await resp.text()
 
 
 async def test_metrics_shows_what_changed_since_the_last_scrape(

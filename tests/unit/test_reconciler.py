@@ -475,7 +475,8 @@ class Answer:
     """What ``ApiClient.call_api`` returns: an HTTP status and a body, read once."""
 
     def __init__(self, status: int, body: dict[str, Any]) -> None:
-        self.status, self.reason, self.headers = status, "Reason", {}
+        self.status, self.reason = status, "Reason"
+        self.headers: dict[str, str] = {}
         self.data = json.dumps(body).encode()
 
     def read(self) -> bytes:

@@ -82,7 +82,7 @@ async def test_the_recorder_swallows_and_logs_a_failure_to_post(caplog: pytest.L
     api.event_error = RuntimeError("apiserver down")
     with caplog.at_level(logging.WARNING, logger="labop.recorder"):
         await EventRecorder(api).record(a_labserver("web"), WARNING, "ChildConflict", "taken")
-    assert "event not posted key=lab/web reason=ChildConflict" in caplog.text
+    assert "event not posted namespace=lab name=web reason=ChildConflict" in caplog.text
     assert "apiserver down" in caplog.text
 
 

@@ -34,13 +34,16 @@ def imported_modules(path: pathlib.Path) -> set[str]:
 
 
 @pytest.mark.parametrize("path", sorted(RUNTIME.glob("*.py")), ids=lambda p: p.name)
-def test_the_runtime_imports_only_itself_the_standard_library_and_prometheus(path: pathlib.Path) -> None:
+def test_the_runtime_imports_only_itself_the_standard_library_prometheus_and_labkit(
+    path: pathlib.Path,
+) -> None:
     for module in imported_modules(path):
         top = module.split(".")[0]
         assert (
             module.startswith("labop.runtime")
             or top in sys.stdlib_module_names
-            or top in ("prometheus_client", "__future__")
+            # labkit: the logging shared with labhttp, standard library only itself
+            or top in ("prometheus_client", "labkit", "__future__")
         ), f"{path.name} imports {module}"
 
 

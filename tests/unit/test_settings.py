@@ -7,7 +7,8 @@ import dataclasses
 import pytest
 
 from labop.__main__ import main
-from labop.settings import DEFAULT_IMAGE, OperatorSettings, SettingsError, env_name, from_env, parse_args
+from labop.settings import OperatorSettings, SettingsError, env_name, from_env, parse_args
+from labop.spec import DEFAULT_IMAGE
 
 
 def test_the_defaults_are_two_workers_all_namespaces_and_both_ports_on() -> None:
@@ -182,3 +183,11 @@ def test_help_lists_every_flag_with_its_variable(capsys: pytest.CaptureFixture[s
         assert "--" + f.name.replace("_", "-") in out
         assert env_name(f.name) in out
     assert "'a,b'" in out  # the default shown is the environment's
+
+
+def test_the_log_format_is_one_of_kopfs() -> None:
+    assert OperatorSettings().log_format == "full"
+    assert parse_args(["--log-format", "json"], {}).log_format == "json"
+    assert from_env({"LABOP_LOG_FORMAT": "plain"}).log_format == "plain"
+    with pytest.raises(SettingsError, match="log_format must be one of plain, full, json"):
+        from_env({"LABOP_LOG_FORMAT": "logfmt"})

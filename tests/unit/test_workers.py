@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from collections.abc import Awaitable, Callable
 
 import pytest
 
+from labkit.logs import FieldsFormatter
 from labop.runtime import Key, PermanentError, Result, TransientError
 from labop.runtime.clock import FakeClock
 from labop.runtime.workers import WorkerPool
@@ -22,6 +24,15 @@ pytestmark = pytest.mark.timeout(10)
 A: Key = ("ns", "a")
 B: Key = ("ns", "b")
 C: Key = ("ns", "c")
+
+
+# The line as the operator writes it in kopf's plain format: the message, then the fields.
+_PLAIN = FieldsFormatter(logging.Formatter("%(message)s"), json_lines=False)
+
+
+def line(record: logging.LogRecord) -> str:
+    """The first line: a traceback, when there is one, follows it."""
+    return _PLAIN.format(record).splitlines()[0]
 
 
 async def settle(turns: int = 30) -> None:
@@ -198,15 +209,18 @@ async def test_failures_are_logged_as_key_value_pairs_naming_the_object(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     pool = await failing(caplog, RuntimeError("connection refused"), PermanentError("bad spec"))
-    messages = [record.getMessage() for record in caplog.records]
-    assert (
-        'reconcile failed controller=labserver key=ns/a error="RuntimeError: connection refused"'
-        " requeue_in=0.005 requeues=1"
-    ) in messages
-    assert (
-        'reconcile failed permanently controller=labserver key=ns/a error="PermanentError: bad spec" retry=no'
-    ) in messages
-    failed = next(record for record in caplog.records if "requeue_in" in record.getMessage())
+    messages = [line(record) for record in caplog.records]
+    failed_line, permanent_line = (
+        "reconcile failed controller=labserver namespace=ns name=a reconcile_id=(?P<id>[0-9a-f]{8})"
+        ' error="RuntimeError: connection refused" requeue_in=0.005 requeues=1',
+        "reconcile failed permanently controller=labserver namespace=ns name=a"
+        ' reconcile_id=(?P<id>[0-9a-f]{8}) error="PermanentError: bad spec" retry=no',
+    )
+    failed_match = [m for text in messages if (m := re.fullmatch(failed_line, text))]
+    permanent_match = [m for text in messages if (m := re.fullmatch(permanent_line, text))]
+    assert len(failed_match) == 1 and len(permanent_match) == 1, messages
+    assert failed_match[0]["id"] != permanent_match[0]["id"], "each reconcile has its own id"
+    failed = next(record for record in caplog.records if "requeue_in" in line(record))
     assert failed.exc_info is not None, "an unexpected error carries its traceback"
     await pool.stop()
 
@@ -216,9 +230,9 @@ async def test_log_levels_say_who_must_act(caplog: pytest.LogCaptureFixture) -> 
         caplog, TransientError("503 unavailable"), PermanentError("bad spec"), RuntimeError("bug")
     )
     by_error = {
-        record.getMessage().split("error=")[1].split(" ")[0]: record
+        line(record).split("error=")[1].split(" ")[0]: record
         for record in caplog.records
-        if "error=" in record.getMessage()
+        if "error=" in line(record)
     }
     transient, permanent, bug = (
         by_error[f'"{kind}:'] for kind in ("TransientError", "PermanentError", "RuntimeError")
@@ -341,7 +355,7 @@ async def test_stop_cancels_reconciles_that_outlive_the_timeout_and_logs_their_k
     clock.advance(0.1)
     await stopping
     assert any(
-        "reconcile cut by shutdown controller=labserver key=ns/a worker=" in record.getMessage()
+        "reconcile cut by shutdown controller=labserver namespace=ns name=a worker=" in line(record)
         for record in caplog.records
     )
     assert queue.processing_count == 0, "the cut key was still marked done"

@@ -33,6 +33,7 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry
 
+from labkit.logs import log_event
 from labop.runtime.metrics import ControllerMetrics, QueueMetrics
 from labop.runtime.reconcile import Key, ReconcileFunc
 from labop.runtime.workers import WorkerPool
@@ -149,7 +150,14 @@ class Controller:
             except asyncio.QueueFull:
                 skipped += 1
         if skipped:
-            log.warning("resync skipped keys=%d reason=queue-full controller=%s", skipped, self.name)
+            log_event(
+                log,
+                "resync skipped",
+                logging.WARNING,
+                controller=self.name,
+                keys=skipped,
+                reason="queue-full",
+            )
         return skipped
 
     @property

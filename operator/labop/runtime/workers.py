@@ -25,14 +25,18 @@ returns something else (a bug)           as "anything else", also counted as a p
 
 A worker never dies of a reconcile failure. `done(key)` always follows `get`, so a key added
 while it was being reconciled is reconciled again afterwards, never by two workers at once.
+
+Logs go through `labkit.logs`: each reconcile runs inside a log context of `controller`,
+`namespace`, `name` and a short random `reconcile_id`, so every line the reconciler writes
+during that pass (and the outcome's line here) names them.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 
+from labkit.logs import log_context, log_event, new_reconcile_id
 from labop.runtime.metrics import ControllerMetrics
 from labop.runtime.reconcile import (
     BadReconcileResult,
@@ -139,7 +143,15 @@ class WorkerPool:
 
     async def _cut(self, pending: set[asyncio.Task[None]], *, grace: float) -> None:
         for index, key in sorted(self._busy.items()):
-            self._log(logging.WARNING, "reconcile cut by shutdown", key=key, worker=index, grace=grace)
+            namespace, name = key
+            self._log(
+                logging.WARNING,
+                "reconcile cut by shutdown",
+                namespace=namespace or None,
+                name=name,
+                worker=index,
+                grace=grace,
+            )
         for task in pending:
             task.cancel()
         # A reconcile that swallows CancelledError still ends its worker after it returns;
@@ -172,7 +184,7 @@ class WorkerPool:
     def _worker_ended(self, task: asyncio.Task[None]) -> None:
         if not task.cancelled() and task.exception() is not None:
             # Only a bug in this module gets here: reconcile failures are caught below.
-            self._logger.error("worker crashed task=%s", task.get_name(), exc_info=task.exception())
+            self._log(logging.ERROR, "worker crashed", exc_info=task.exception(), task=task.get_name())
 
     # ----------------------------------------------------------------- the worker loop
 
@@ -191,7 +203,11 @@ class WorkerPool:
         if self._metrics is not None:
             self._metrics.worker_busy()
         try:
-            await self._reconcile_handler(key)
+            namespace, name = key
+            with log_context(
+                controller=self._name, namespace=namespace or None, name=name, reconcile_id=new_reconcile_id()
+            ):
+                await self._reconcile_handler(key)
         finally:
             self._queue.done(key)
             del self._busy[index]
@@ -227,16 +243,16 @@ class WorkerPool:
         if result.requeue and not requeue_after:
             delay = self._queue.add_rate_limited(key)
             self._observe("requeue", started)
-            self._log(logging.DEBUG, "requeued", key=key, requeue_in=delay)
+            self._log(logging.DEBUG, "requeued", requeue_in=delay)
             return
         self._queue.forget(key)
         if requeue_after > 0:
             self._queue.add_after(key, requeue_after)
             self._observe("requeue_after", started)
-            self._log(logging.DEBUG, "reconciled", key=key, requeue_after=requeue_after)
+            self._log(logging.DEBUG, "reconciled", requeue_after=requeue_after)
         else:
             self._observe("success", started)
-            self._log(logging.DEBUG, "reconciled", key=key)
+            self._log(logging.DEBUG, "reconciled")
 
     def _on_permanent_error(self, key: Key, error: PermanentError, started: float) -> None:
         self._queue.forget(key)
@@ -244,9 +260,7 @@ class WorkerPool:
             self._metrics.error(terminal=True)
         self._observe("error", started)
         # The owner of the object was told (status, Event); the operator's admin has nothing to do.
-        self._log(
-            logging.WARNING, "reconcile failed permanently", key=key, error=_describe(error), retry="no"
-        )
+        self._log(logging.WARNING, "reconcile failed permanently", error=_describe(error), retry="no")
 
     def _on_error(
         self, key: Key, error: BaseException, started: float, *, panic: bool, level: int = logging.ERROR
@@ -257,7 +271,7 @@ class WorkerPool:
             if panic:
                 self._metrics.panic()
         self._observe("error", started)
-        fields: dict[str, object] = {"key": key, "error": _describe(error)}
+        fields: dict[str, object] = {"error": _describe(error)}
         if delay is None:
             fields["retry"] = "no-queue-shut-down"
         else:
@@ -274,10 +288,10 @@ class WorkerPool:
     def _log(
         self, level: int, message: str, *, exc_info: BaseException | None = None, **fields: object
     ) -> None:
-        if self._logger.isEnabledFor(level):
-            pairs = [_pair("controller", self._name)] + [_pair(k, v) for k, v in fields.items()]
-            line = " ".join([message, *pairs])
-            self._logger.log(level, "%s", line, exc_info=exc_info)
+        """One line; inside a reconcile the context names the controller and the object already."""
+        log_event(
+            self._logger, message, level, exc_info=exc_info, stacklevel=2, controller=self._name, **fields
+        )
 
 
 def _checked(result: object) -> Result:
@@ -291,17 +305,3 @@ def _checked(result: object) -> Result:
 def _describe(error: BaseException) -> str:
     text = str(error)
     return f"{type(error).__name__}: {text}" if text else type(error).__name__
-
-
-def _pair(name: str, value: object) -> str:
-    """One `name=value` of a log line; keys print as ns/name, odd strings are quoted."""
-    if isinstance(value, tuple) and len(value) == 2 and all(isinstance(part, str) for part in value):
-        namespace, obj = value
-        text = f"{namespace}/{obj}" if namespace else obj
-    elif isinstance(value, float):
-        text = repr(round(value, 3))
-    else:
-        text = str(value)
-    if not text or any(char.isspace() or char in '"=' for char in text):
-        text = json.dumps(text)
-    return f"{name}={text}"

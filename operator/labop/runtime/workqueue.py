@@ -92,6 +92,7 @@ from collections import deque
 from collections.abc import Callable, Hashable
 from typing import Final, Generic, Protocol, TypeAlias, TypeVar
 
+from labkit.logs import log_event
 from labop.runtime.clock import Clock, MonotonicClock
 from labop.runtime.ratelimit import RateLimiter, default_controller_rate_limiter
 
@@ -505,7 +506,9 @@ class WorkQueue(Generic[K]):
     def _timer_ended(self, task: asyncio.Task[None]) -> None:
         if not task.cancelled() and task.exception() is not None:
             # Delayed keys stay in the heap; the next add_after starts a new timer.
-            logger.error("workqueue timer failed queue=%s", self._name, exc_info=task.exception())
+            log_event(
+                logger, "workqueue timer failed", logging.ERROR, exc_info=task.exception(), queue=self._name
+            )
 
 
 _ROOM: Final = "room"  # a producer's wake-up that carries a promised room
