@@ -131,8 +131,12 @@ test-kind: ## End to end on kind: build, load, deploy, examples/labserver.yaml u
 
 ##@ Test
 .PHONY: test
-test: venv bins ## Run the whole suite (unit, labhttp, images (builds them), integration on a real control plane).
+test: venv bins ## Run the whole suite (unit, labhttp, images (builds them), integration, e2e on real pods).
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+.PHONY: test-e2e
+test-e2e: venv bins ## End to end on real pods: images built and imported, operator in-cluster (root, Linux).
+	$(PY) -m pytest tests/e2e $(PYTEST_ARGS)
 
 .PHONY: test-integration
 test-integration: venv bins ## Run the integration tests on a real control plane.
