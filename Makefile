@@ -168,7 +168,7 @@ fmt: venv ## Format the code with ruff.
 
 ##@ Benchmarks (figures go to BENCHMARKS.md with machine and date; never asserted in tests)
 .PHONY: bench
-bench: bench-queue bench-server bench-operator ## Run every benchmark.
+bench: bench-queue bench-server bench-operator bench-pod ## Run every benchmark.
 
 .PHONY: bench-queue
 bench-queue: venv ## Work queue: add+get+done cycles/s (1, 4, 16 workers) vs asyncio.Queue; memory at 100k keys.
@@ -177,6 +177,10 @@ bench-queue: venv ## Work queue: add+get+done cycles/s (1, 4, 16 workers) vs asy
 .PHONY: bench-operator
 bench-operator: venv bins ## Operator end to end: 100 LabServers to Ready with 1, 2, 4, 8 workers on the local cluster.
 	$(PY) bench/bench_operator.py
+
+.PHONY: bench-pod
+bench-pod: venv bins ## labhttp in a real pod (pod IP, ClusterIP) vs on the host under wrk; LabServer create -> Ready cold and warm (root, Linux).
+	$(PY) bench/bench_pod.py
 
 .PHONY: bench-server
 bench-server: venv ## Lab HTTP server vs a Go net/http server under wrk on loopback.
