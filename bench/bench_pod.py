@@ -11,9 +11,10 @@ and a fresh node's containerd has no labhttp image, so the first LabServer is a 
    one-replica LabServer until Ready. Warm: ``WARM_RUNS`` more LabServers, one at a time, image
    present.
 3. wrk, the shape of ``make bench-server`` (``wrk -t2 -c64 -d10s --latency`` on ``GET /`` after a
-   2 s warm-up), one target at a time: labhttp (one process) on the host's loopback, then the
-   one-replica LabServer's pod through its pod IP, then through its Service's ClusterIP
-   (kube-proxy's iptables DNAT). wrk runs on the host and shares the cores with the server.
+   2 s warm-up), one target at a time: labhttp (one process) on the host's loopback, the
+   one-replica LabServer's pod through its pod IP, and through its Service's ClusterIP
+   (kube-proxy's iptables DNAT); ``ROUNDS`` (3) interleaved rounds, medians reported, so that the
+   machine's other load weighs on each target alike. wrk runs on the host and shares the cores.
 Prints a markdown table (also written to bench/out/bench_pod.md). A benchmark: nothing asserted.
 Needs root on Linux; as root, wrk is installed from Debian's packages when missing.
 """
@@ -44,6 +45,7 @@ from localcluster.cluster import free_port  # noqa: E402
 WRK = ("-t2", "-c64", "-d10s", "--latency")
 WARMUP = ("-t2", "-c64", "-d2s")
 WARM_RUNS = int(os.environ.get("WARM_RUNS", "3"))
+ROUNDS = int(os.environ.get("ROUNDS", "3"))  # wrk rounds per target, interleaved
 MESSAGE = "Hello from k8s-lab!"
 OUT = REPO / "bench" / "out"
 NS = "bench"
@@ -143,6 +145,7 @@ def main() -> int:
     cluster = LocalCluster(ClusterSettings(root=root, bin_dir=bin_dir(), start_timeout=180.0))
     operator: processes.Proc | None = None
     host: processes.Proc | None = None
+    rows: list[tuple[str, float, float, str, str]] = []
     try:
         say(f"local cluster with a real node in {root} ...")
         cluster.start_control_plane()
@@ -192,18 +195,28 @@ def main() -> int:
             "get", "svc", "-n", NS, "cold", "-o", "jsonpath={.spec.clusterIP}"
         ).stdout
         host, host_url = host_labhttp(root)
-        rows = []
-        say("wrk: labhttp on the host ...")
-        rows.append(("labhttp on the host, 127.0.0.1", *wrk(host_url, "host")))
-        processes.stop(host)
-        host = None
-        for label, url, name in (
+        targets = [
+            ("labhttp on the host, 127.0.0.1", host_url, "host"),
             (f"labhttp in a pod, pod IP {pod_ip}", f"http://{pod_ip}:8080/", "pod-ip"),
             (f"labhttp in a pod, ClusterIP {cluster_ip}", f"http://{cluster_ip}:8080/", "cluster-ip"),
-        ):
+        ]
+        for _, url, _ in targets:
             poll(f"{url} answers", lambda u=url: get(u) == MESSAGE, timeout=60)
-            say(f"wrk: {label} ...")
-            rows.append((label, *wrk(url, name)))
+        results: dict[str, list[tuple[float, float, str]]] = {label: [] for label, _, _ in targets}
+        for round_ in range(ROUNDS):  # interleaved: the machine's other load hits every target alike
+            for label, url, name in targets:
+                say(f"wrk round {round_ + 1}/{ROUNDS}: {label} ...")
+                results[label].append(wrk(url, f"{name}-{round_ + 1}"))
+        rows = [
+            (
+                label,
+                statistics.median(r[0] for r in runs),
+                statistics.median(r[1] for r in runs),
+                ", ".join(f"{r[0]:.0f}" for r in runs),
+                " ".join(r[2] for r in runs if r[2]),
+            )
+            for label, runs in results.items()
+        ]
     finally:
         for proc in (host, operator):
             if proc is not None:
@@ -224,9 +237,12 @@ def main() -> int:
         f"Images: {images.labhttp} from {images.folder.name}. Load: `wrk {' '.join(WRK)}` on GET / "
         "after a 2 s warm-up, one target at a time; wrk shares the machine with the server.",
         "",
-        "| labhttp (1 process) | Requests/s | p99 latency | errors |",
-        "|---|---:|---:|---|",
-        *[f"| {label} | {rps:.0f} | {p99:.2f} ms | {errors or 'none'} |" for label, rps, p99, errors in rows],
+        f"| labhttp (1 process) | req/s, median of {ROUNDS} | p99, median | each round's req/s | errors |",
+        "|---|---:|---:|---|---|",
+        *[
+            f"| {label} | {rps:.0f} | {p99:.2f} ms | {each} | {errors or 'none'} |"
+            for label, rps, p99, each, errors in rows
+        ],
         "",
         "| LabServer create -> Ready (1 replica, real node) | seconds |",
         "|---|---:|",
