@@ -9,7 +9,7 @@ real node, as with ``make cluster-up``.
 
 Where the images or the real node cannot be had (not root, not Linux, no buildah) the tier is
 skipped, except with ``CI=true``: there it fails, loudly. One real node runs per machine; when
-another run's node is up, the fixture waits for it to go (up to ``BUSY_WAIT`` seconds).
+another run's node is up, the fixture waits for it to go (``tests.support.realnode``).
 Everything lives in a temp folder removed at the end; a killed run's folder and node are swept
 by the next run.
 """
@@ -19,20 +19,19 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import kubernetes
 import pytest
-from localcluster import ClusterSettings, LocalCluster, labimages, node, nodehost
+from localcluster import ClusterSettings, LocalCluster, labimages, nodehost
 from localcluster.binaries import bin_dir
 from localcluster.cluster import RealNodeUnavailable
+from tests.support import realnode
 from tests.support.cluster import REPO, Cluster
 
 DIR_PREFIX = "k8s-lab-e2e-"
-BUSY_WAIT = 900.0  # another run's real node: other engineers' `make test` takes 2 to 3 minutes
 OPERATOR_NS = "k8s-lab-system"
 OPERATOR_DEPLOYMENT = "k8s-lab-operator"
 
@@ -68,21 +67,6 @@ def _sweep_stale_dirs() -> None:
             shutil.rmtree(folder, ignore_errors=True)
         except PermissionError:
             pass
-
-
-def _start_real_node(local: LocalCluster) -> None:
-    """Start the real node (kwok tainted: pods land on it), waiting while another run's node is up."""
-    deadline = time.monotonic() + BUSY_WAIT
-    while True:
-        try:
-            local.start_real_node(taint_self=False, taint_kwok=True)
-            return
-        except RealNodeUnavailable as err:
-            busy = nodehost.owner() is not None or nodehost.bridge_exists()
-            if not busy or time.monotonic() > deadline:
-                _unavailable(f"no real node: {err}")
-            print(f"e2e: waiting for the machine's real node to be free: {err}", flush=True)
-            time.sleep(10)  # polling another run's node, not synchronising with our own work
 
 
 def overlay(folder: Path, images: labimages.LabImages) -> Path:
@@ -133,10 +117,10 @@ def e2e() -> Iterator[E2E]:
     try:
         local.start_control_plane()
         local.start_workloads()
-        reason = node.preflight(local.layout.bin_dir)
-        if reason is not None and nodehost.owner() is None and not nodehost.bridge_exists():
-            _unavailable(f"no real node: {reason}")
-        _start_real_node(local)
+        try:
+            realnode.start_real_node(local, taint_self=False, taint_kwok=True)
+        except RealNodeUnavailable as err:
+            _unavailable(f"no real node: {err}")
         labimages.import_into(local, images)
         cluster = Cluster(local.kubeconfig, local.layout.binary("kubectl"), local)
         cluster.kubectl("apply", "-k", str(overlay(root / "overlay", images)))

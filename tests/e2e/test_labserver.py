@@ -31,7 +31,8 @@ from tests.e2e.conftest import E2E, OPERATOR_DEPLOYMENT, OPERATOR_NS
 from tests.support.lab import Lab, a_labserver
 from tests.support.waiting import eventually
 
-pytestmark = pytest.mark.cluster
+# The first test also waits for the session fixture: images (a cold build takes minutes), the cluster.
+pytestmark = [pytest.mark.cluster, pytest.mark.timeout(1800)]
 
 NAME = "web"
 MESSAGE = "hello from a real LabServer pod"
@@ -188,7 +189,9 @@ class RequestLoop:
         self._thread.join(timeout=30)
 
 
-def test_message_change_rolls_out_without_a_failed_request(lab: Lab) -> None:
+def test_message_change_rolls_out_without_a_failed_request(
+    lab: Lab, capsys: pytest.CaptureFixture[str]
+) -> None:
     ip = cluster_ip(lab, NAME)
     new = "the second message"
     with RequestLoop(f"http://{ip}:8080/") as loop:
@@ -199,10 +202,12 @@ def test_message_change_rolls_out_without_a_failed_request(lab: Lab) -> None:
         seen_new = loop.bodies.get(new.encode(), 0)
         eventually(lambda: loop.bodies.get(new.encode(), 0) > seen_new + 20, timeout=30, what="new answers")
     rate = loop.count / loop.seconds if loop.seconds else 0.0
-    print(
-        f"rollout request loop: requests={loop.count} failed={len(loop.failures)} seconds={loop.seconds:.1f}"
-        f" rate={rate:.1f}/s bodies={ {k.decode(): v for k, v in loop.bodies.items()} }"
-    )
+    bodies = {k.decode(): v for k, v in loop.bodies.items()}
+    with capsys.disabled():  # in the test output of every run, not only with -s
+        print(
+            f"\nrollout request loop: requests={loop.count} failed={len(loop.failures)}"
+            f" seconds={loop.seconds:.1f} rate={rate:.1f}/s bodies={bodies}"
+        )
     assert loop.failures == [], loop.failures[:10]
     assert set(loop.bodies) == {MESSAGE.encode(), new.encode()}
     assert get(f"http://{ip}:8081/") == (200, new.encode())
