@@ -55,7 +55,7 @@ tool-modules: ## Regenerate hack/tools/*/go.{mod,sum} after a pin change in hack
 	hack/gen-tool-modules.sh
 
 .PHONY: cluster-up
-cluster-up: venv bins ## Start the local cluster in the background (idempotent); kubeconfig in .cluster/.
+cluster-up: venv bins ## Start the local cluster in the background (idempotent; imports built images into the real node); kubeconfig in .cluster/.
 	@$(PY) -m localcluster up --dir $(CLUSTER_DIR) --nodes $(KWOK_NODES) --pods-per-node $(KWOK_PODS_PER_NODE) \
 	  --real-node $(REAL_NODE) --sandbox-image $(SANDBOX_IMAGE)
 	@# The operator's namespace (restricted Pod Security) comes with the local cluster, so that a
@@ -76,7 +76,7 @@ cluster-status: venv ## Say whether the local cluster is up and healthy.
 
 ##@ Operator
 .PHONY: run
-run: venv ## Run the operator in the foreground on the local cluster (or on $$KUBECONFIG's) with an example.
+run: venv ## Images, local cluster (real node when root on Linux), examples/labserver.yaml until Ready, curl lines; operator in the foreground.
 	@hack/run.sh
 
 .PHONY: install
