@@ -10,7 +10,8 @@ Neighbours: ``pki`` makes the certificates, ``components`` holds each binary's c
 ``processes`` starts/stops/watches the processes, ``cluster`` puts them together,
 ``binaries`` finds the binaries that ``hack/build-bins.sh`` builds; ``node`` (the real node's
 files and argv), ``nodehost`` (its host-side set-up, teardown and leftovers), ``ociimage`` (the
-pause image, no registry) and ``forward`` (pods to the apiserver) serve the real node.
+pause image, no registry) and ``forward`` (pods to the apiserver) serve the real node;
+``labimages`` finds the labhttp and operator images ``make images`` built and imports them into it.
 """
 
 from localcluster.cluster import ClusterSettings, LocalCluster
