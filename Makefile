@@ -58,7 +58,7 @@ tool-modules: ## Regenerate hack/tools/*/go.{mod,sum} after a pin change in hack
 	hack/gen-tool-modules.sh
 
 .PHONY: cluster-up
-cluster-up: venv bins ## Start the local cluster in the background (idempotent); kubeconfig in .cluster/.
+cluster-up: venv bins ## Start the local cluster in the background (idempotent; imports built images into the real node); kubeconfig in .cluster/.
 	@$(PY) -m localcluster up --dir $(CLUSTER_DIR) --nodes $(KWOK_NODES) --pods-per-node $(KWOK_PODS_PER_NODE) \
 	  --real-node $(REAL_NODE) --sandbox-image $(SANDBOX_IMAGE)
 	@# The operator's namespace (restricted Pod Security) comes with the local cluster, so that a
@@ -79,7 +79,7 @@ cluster-status: venv ## Say whether the local cluster is up and healthy.
 
 ##@ Operator
 .PHONY: run
-run: venv ## Run the operator in the foreground on the local cluster (or on $$KUBECONFIG's) with an example.
+run: venv ## Images, local cluster (real node when root on Linux), examples/labserver.yaml until Ready, curl lines; operator in the foreground.
 	@hack/run.sh
 
 .PHONY: install
@@ -134,8 +134,12 @@ test-kind: ## End to end on kind: build, load, deploy, examples/labserver.yaml u
 
 ##@ Test
 .PHONY: test
-test: venv bins ## Run the whole suite (unit, labhttp, images (builds them), integration on a real control plane).
+test: venv bins ## Run the whole suite (unit, labhttp, images (builds them), integration, e2e on real pods).
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+.PHONY: test-e2e
+test-e2e: venv bins ## End to end on real pods: images built and imported, operator in-cluster (root, Linux).
+	$(PY) -m pytest tests/e2e $(PYTEST_ARGS)
 
 .PHONY: test-integration
 test-integration: venv bins ## Run the integration tests on a real control plane.
@@ -181,7 +185,7 @@ fmt: venv ## Format the code with ruff.
 
 ##@ Benchmarks (figures go to BENCHMARKS.md with machine and date; never asserted in tests)
 .PHONY: bench
-bench: bench-queue bench-server bench-operator ## Run every benchmark.
+bench: bench-queue bench-server bench-operator bench-pod ## Run every benchmark.
 
 .PHONY: bench-queue
 bench-queue: venv ## Work queue: add+get+done cycles/s (1, 4, 16 workers) vs asyncio.Queue; memory at 100k keys.
@@ -190,6 +194,10 @@ bench-queue: venv ## Work queue: add+get+done cycles/s (1, 4, 16 workers) vs asy
 .PHONY: bench-operator
 bench-operator: venv bins ## Operator end to end: 100 LabServers to Ready with 1, 2, 4, 8 workers on the local cluster.
 	$(PY) bench/bench_operator.py
+
+.PHONY: bench-pod
+bench-pod: venv bins ## labhttp in a real pod (pod IP, ClusterIP) vs on the host under wrk; LabServer create -> Ready cold and warm (root, Linux).
+	$(PY) bench/bench_pod.py
 
 .PHONY: bench-server
 bench-server: venv ## Lab HTTP server vs a Go net/http server under wrk on loopback.

@@ -4,7 +4,9 @@ Role: the command behind ``make cluster-up``, ``make cluster-down`` and ``make c
 ``--real-node auto|on|off`` (``make cluster-up REAL_NODE=...``): ``auto`` adds a real node (containers
 run) when the machine allows it and otherwise says in one line why not and goes on with kwok
 alone; ``on`` fails if it cannot; ``off`` is kwok alone. ``leftovers`` lists what a real node of
-the folder left on the machine (exit 1 if anything).
+the folder left on the machine (exit 1 if anything). With a real node, ``up`` imports the labhttp
+and operator images into it when ``make images`` built them for the current sources (``labimages``);
+it builds nothing itself (a cold build takes minutes: ``make run`` and the e2e tier build first).
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from localcluster import node, nodehost
+from localcluster import labimages, node, nodehost
 from localcluster.binaries import bin_dir
 from localcluster.cluster import ClusterSettings, LocalCluster, RealNodeUnavailable
 from localcluster.components import DEFAULT_PODS_PER_NODE
@@ -55,6 +57,24 @@ def _start_real_node(cluster: LocalCluster, mode: str, sandbox_image: str) -> No
         )
 
 
+def _import_lab_images(cluster: LocalCluster) -> None:
+    """Import the images `make images` built for these sources into the real node, if any."""
+    if not cluster.real_node:
+        return
+    images = labimages.current()
+    if images is None:
+        _say(
+            "no labhttp/operator images built for these sources (`make images`): LabServer pods cannot start"
+        )
+        return
+    try:
+        names = labimages.import_into(cluster, images)
+    except ComponentFailed as err:
+        _say(f"image import failed: {err}")
+        return
+    _say(f"images imported into the real node: {', '.join(names)}")
+
+
 def up(
     root: Path, nodes: int, pods_per_node: int, real_node: str = "auto", sandbox_image: str = PAUSE_IMAGE
 ) -> int:
@@ -62,6 +82,7 @@ def up(
     if existing is not None:
         if _healthy(existing):
             _say(f"local cluster already up ({existing.server})")
+            _import_lab_images(existing)
             _say(_export_line(existing))
             return 0
         _say("a previous local cluster is not healthy: stopping it and starting afresh")
@@ -78,6 +99,7 @@ def up(
         _say("starting kube-controller-manager, kube-scheduler and kwok ...")
         cluster.start_workloads()
         _start_real_node(cluster, real_node, sandbox_image)
+        _import_lab_images(cluster)
     except ComponentFailed as err:
         cluster.stop()  # keep the folder: its logs say what went wrong
         print(f"cluster-up failed: {err}", file=sys.stderr)

@@ -4,7 +4,8 @@
 ``full_cluster`` adds the controller-manager, scheduler and kwok to the same apiserver the first
 time a test asks for it; ``real_node`` adds a real node (containerd, kubelet, kube-proxy) for the
 tests of one module, tainted so that other tests' pods keep to kwok. Where a real node cannot run
-(not root, not Linux) its tests skip, except with ``CI=true``: there they fail. Everything runs
+(not root, not Linux) its tests skip, except with ``CI=true``: there they fail; while another run's
+real node holds the machine, the fixture waits for it (``tests.support.realnode``). Everything runs
 in a temp folder that is removed at the end, and every process dies with the test run, even a
 killed one (see ``localcluster.processes``; a killed run's real node is torn down by the next).
 
@@ -26,6 +27,7 @@ import pytest
 from localcluster import ClusterSettings, LocalCluster, nodehost
 from localcluster.binaries import bin_dir
 from localcluster.cluster import RealNodeUnavailable
+from tests.support import realnode
 from tests.support.cluster import CRDS, Cluster
 from tests.support.lab import Lab, running_operator
 from tests.support.operator import OperatorProcess
@@ -101,7 +103,7 @@ def real_node(full_cluster: Cluster) -> Iterator[Cluster]:
     if local is None:
         pytest.skip("USE_EXISTING_CLUSTER: the real-node tests need the local harness")
     try:
-        local.start_real_node(taint_self=True, taint_kwok=False)
+        realnode.start_real_node(local, taint_self=True, taint_kwok=False)
     except RealNodeUnavailable as err:
         if _in_ci():
             pytest.fail(f"CI=true but the real node cannot start: {err}")
