@@ -36,7 +36,7 @@ pytestmark = [pytest.mark.cluster, pytest.mark.timeout(1800)]
 
 NAME = "web"
 MESSAGE = "hello from a real LabServer pod"
-LISTENERS = [
+LISTENERS: list[dict[str, Any]] = [
     {"name": "http", "port": 8080},
     {"name": "admin", "port": 8081},
     {"name": "metrics", "port": 9090},
