@@ -247,6 +247,14 @@ class LocalCluster:
         if result.returncode != 0:
             raise ComponentFailed(f"ctr images import {archive}: {result.stderr.strip()}")
 
+    def tag_image(self, source: str, target: str) -> None:
+        """Give an image the real node has a second name (replacing whatever had that name)."""
+        lay = self.node_layout
+        argv = node.ctr(lay, "images", "tag", "--force", source, target)
+        result = subprocess.run(argv, capture_output=True, text=True, env=lay.env())
+        if result.returncode != 0:
+            raise ComponentFailed(f"ctr images tag {source} {target}: {result.stderr.strip()}")
+
     def _taint_kwok_nodes(self) -> None:
         nodes = self.api.get("/api/v1/nodes") or {"items": []}
         for item in nodes["items"]:

@@ -21,6 +21,11 @@ BUILD_SCRIPT = Path(__file__).resolve().parent.parent / "build-images.sh"
 BUILD_TIMEOUT = 1800
 # hack/build-images.sh's exit code when a prerequisite (root, Linux, buildah) is missing.
 EXIT_UNAVAILABLE = 2
+# Where the images are published. On the local cluster the node also knows each local build by
+# its published name (kind's `load docker-image` semantics), so manifests that name the published
+# image (the operator's default LabServer image, deploy/'s operator image) run the local build.
+LOCAL_PREFIX = "localhost/k8s-lab/"
+PUBLISHED_PREFIX = "ghcr.io/k8s-lab/"
 
 
 class ImagesUnavailable(RuntimeError):
@@ -96,12 +101,26 @@ def build(python: str = sys.executable) -> LabImages:
     return images
 
 
+def published_name(local: str) -> str:
+    """``localhost/k8s-lab/labhttp:0.1.0`` -> ``ghcr.io/k8s-lab/labhttp:0.1.0``."""
+    if not local.startswith(LOCAL_PREFIX):
+        raise ValueError(f"not a local k8s-lab image: {local}")
+    return PUBLISHED_PREFIX + local.removeprefix(LOCAL_PREFIX)
+
+
 class _Importer(Protocol):
     def import_image(self, archive: Path) -> None: ...
+    def tag_image(self, source: str, target: str) -> None: ...
 
 
 def import_into(cluster: _Importer, images: LabImages) -> list[str]:
-    """Import every archive into the cluster's real node; returns the image names imported."""
-    for archive in images.archives.values():
+    """Import every archive into the cluster's real node, also under its published name.
+
+    Returns the image names the node then has.
+    """
+    names: list[str] = []
+    for name, archive in images.archives.items():
         cluster.import_image(archive)
-    return list(images.archives)
+        cluster.tag_image(name, published_name(name))
+        names += [name, published_name(name)]
+    return names

@@ -6,9 +6,15 @@ these tests pin its reading of the file and its refusal of a half-written folder
 
 from __future__ import annotations
 
+import tomllib
 from pathlib import Path
 
+import yaml
 from localcluster import labimages
+
+from labop.spec import DEFAULT_IMAGE
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _folder(tmp_path: Path, *, archives: bool = True) -> Path:
@@ -41,14 +47,33 @@ def test_no_images_when_an_archive_or_the_file_is_missing(tmp_path: Path) -> Non
     assert labimages.read(_folder(tmp_path, archives=False)) is None
 
 
-def test_import_into_imports_every_archive(tmp_path: Path) -> None:
+def test_import_into_imports_every_archive_also_under_its_published_name(tmp_path: Path) -> None:
     images = labimages.read(_folder(tmp_path))
     assert images is not None
     imported: list[Path] = []
+    tagged: list[tuple[str, str]] = []
 
     class Cluster:
         def import_image(self, archive: Path) -> None:
             imported.append(archive)
 
-    assert labimages.import_into(Cluster(), images) == [images.labhttp, images.operator]
+        def tag_image(self, source: str, target: str) -> None:
+            tagged.append((source, target))
+
+    names = labimages.import_into(Cluster(), images)
     assert imported == [tmp_path / "labhttp.oci.tar", tmp_path / "operator.oci.tar"]
+    assert tagged == [
+        ("localhost/k8s-lab/labhttp:0.1.0", "ghcr.io/k8s-lab/labhttp:0.1.0"),
+        ("localhost/k8s-lab/operator:0.1.0", "ghcr.io/k8s-lab/operator:0.1.0"),
+    ]
+    assert set(names) == {images.labhttp, images.operator, *(target for _, target in tagged)}
+
+
+def test_the_published_names_are_the_ones_our_manifests_use() -> None:
+    # The operator's default LabServer image and deploy/'s operator image run the local builds
+    # on the local cluster only while these names agree.
+    deployment = yaml.safe_load((REPO / "deploy" / "manager" / "deployment.yaml").read_text())
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    version = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["version"]
+    assert container["image"] == labimages.published_name(f"localhost/k8s-lab/operator:{version}")
+    assert labimages.published_name(f"localhost/k8s-lab/labhttp:{version}") == DEFAULT_IMAGE
