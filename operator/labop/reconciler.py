@@ -335,14 +335,17 @@ class Reconciler:
         news = known.get("reason") != problem.reason or known.get("message") != problem.message
         key = (ls["metadata"]["namespace"], ls["metadata"]["name"])
         children: Children = {"Deployment": self._cache.deployment(key), "Service": self._cache.service(key)}
+        warn = news and not problem.waiting  # a wait for the garbage collector is nobody's problem
         try:
             written = await self._write_status(ls, children, problem=problem)
         except ApiError as err:
-            if classify(err) is not Verdict.GONE:
-                raise
-            return
+            if classify(err) is Verdict.GONE:
+                return
+            if warn:  # the status could not say it: the Event still does, as before the write
+                await self._recorder.record(ls, WARNING, problem.reason, problem.message)
+            raise
         if written is None:
             return
-        if news and not problem.waiting:  # a wait for the garbage collector is nobody's problem
+        if warn:
             await self._recorder.record(ls, WARNING, problem.reason, problem.message)
         await self._record_ready_transition(ls, ls.get("status") or {}, written)

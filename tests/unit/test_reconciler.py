@@ -795,3 +795,12 @@ async def test_an_unchanged_child_is_applied_again_once_its_last_apply_is_older_
     clock[0] = NOW + timedelta(seconds=301)
     await world.reconcile()
     assert world.api.applied_kinds[applies:] == ["Deployment", "Service"]  # repairs label drift too
+
+
+async def test_a_problem_whose_status_write_fails_is_still_told_by_its_warning_event(world: World) -> None:
+    world.store(a_labserver(resources=GREEDY))
+    world.api.status_error = ApiError(500, "etcdserver: request timed out")
+    with pytest.raises(ApiError):
+        await world.reconciler.reconcile(KEY)
+    ((kind, reason, _),) = world.api.events
+    assert (kind, reason) == ("Warning", "InvalidSpec")
