@@ -15,6 +15,11 @@ from urllib3.exceptions import HTTPError as TransportError
 
 T = TypeVar("T")
 
+
+class NotYet(Exception):
+    """What a probe raises to say "not yet, and why" (the message shows on a timeout)."""
+
+
 # What a probe may raise while the state it waits for is not there yet: an API answer (the
 # object not created yet, a 409 or 5xx while the apiserver catches up) or no answer (a port not
 # listening yet, an apiserver restarting: the client's urllib3 errors are not OSErrors).
@@ -33,15 +38,15 @@ def eventually(
 ) -> T:
     """Return the first truthy value ``probe`` gives; fail with the last value after ``timeout``.
 
-    An exception of a type in ``ignoring`` counts as a falsy value (the last one is reported on
-    timeout); any other propagates at once.
+    ``NotYet``, or an exception of a type in ``ignoring``, counts as a falsy value (the last one
+    is reported on timeout); any other propagates at once.
     """
     deadline = time.monotonic() + timeout
     last: object = None
     while True:
         try:
             last = probe()
-        except ignoring as err:
+        except (NotYet, *ignoring) as err:
             last = err
         else:
             if last:

@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 import pytest
 from kubernetes.client.exceptions import ApiException
-from tests.support.waiting import eventually
+from tests.support.waiting import NotYet, eventually
 from urllib3.exceptions import MaxRetryError
 
 
@@ -47,3 +47,9 @@ def test_the_expected_exceptions_can_be_named_by_the_caller() -> None:
 def test_a_timeout_reports_the_last_exception_polled_through() -> None:
     with pytest.raises(AssertionError, match=r"timed out .* waiting for 'the thing'; last: ApiException"):
         eventually(a_probe(ApiException(status=404)), timeout=0, interval=0, what="the thing")
+
+
+def test_a_probe_says_not_yet_and_why_with_not_yet_whatever_it_ignores() -> None:
+    assert eventually(a_probe(NotYet("2 problems"), "done"), interval=0, ignoring=()) == "done"
+    with pytest.raises(AssertionError, match=r"last: NotYet\('2 problems'\)"):
+        eventually(a_probe(NotYet("2 problems")), timeout=0, interval=0)
