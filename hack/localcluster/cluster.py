@@ -404,6 +404,7 @@ class LocalCluster:
             "k8s-lab-admin",
             cert_pem=p.admin_cert.read_bytes(),
             key_pem=p.admin_key.read_bytes(),
+            context=kubeconfig.CLUSTER,  # `--context=k8s-lab`, as the admin's context was always named
         )
         kubeconfig.write(self.kubeconfig, config)
 

@@ -32,8 +32,10 @@ def build(
     cert_pem: bytes | None = None,
     key_pem: bytes | None = None,
     token: str | None = None,
+    context: str | None = None,
 ) -> dict[str, Any]:
-    """A kubeconfig with one cluster, one user and one context (``user``@k8s-lab), current.
+    """A kubeconfig with one cluster, one user and one context (``context``, by default
+    ``user``@k8s-lab), current.
 
     The user authenticates by a client certificate (``cert_pem`` and ``key_pem``) or by a
     bearer ``token``: exactly one of the two.
@@ -46,7 +48,7 @@ def build(
         if token is not None
         else {"client-certificate-data": _b64(cert_pem or b""), "client-key-data": _b64(key_pem or b"")}
     )
-    context = f"{user}@{CLUSTER}"
+    context = context or f"{user}@{CLUSTER}"
     return {
         "apiVersion": "v1",
         "kind": "Config",
