@@ -86,6 +86,7 @@ OPERATOR_WRITES = {
     ("APPLY", "deployments", ""): "apply Deployment",
     ("APPLY", "services", ""): "apply Service",
     ("PATCH", "labservers", "status"): "patch status",
+    ("APPLY", "labservers", "status"): "apply status",
 }
 
 
@@ -164,17 +165,22 @@ def cluster_pids(cluster: LocalCluster) -> dict[str, int]:
     return {proc.name: proc.pid for proc in cluster.procs}
 
 
-def apiserver_writes(cluster: LocalCluster) -> Counter[tuple[str, str, str]]:
-    """apiserver_request_total summed by (verb, resource, subresource), all codes."""
+def apiserver_writes(cluster: LocalCluster) -> Counter[tuple[str, str, str, str]]:
+    """apiserver_request_total summed by (verb, resource, subresource, code)."""
     status, text = cluster.api.request("GET", "/metrics")
     if status != 200:
         raise RuntimeError(f"apiserver /metrics: {status}")
     wanted = "\n".join(line for line in str(text).splitlines() if line.startswith("apiserver_request_total{"))
-    totals: Counter[tuple[str, str, str]] = Counter()
+    totals: Counter[tuple[str, str, str, str]] = Counter()
     for family in text_string_to_metric_families(wanted):
         for sample in family.samples:
             labels = sample.labels
-            key = (labels.get("verb", ""), labels.get("resource", ""), labels.get("subresource", ""))
+            key = (
+                labels.get("verb", ""),
+                labels.get("resource", ""),
+                labels.get("subresource", ""),
+                labels.get("code", ""),
+            )
             totals[key] += int(sample.value)
     return totals
 
@@ -377,6 +383,7 @@ class Round:
     peak_rss_kib: int = 0
     idle_rss_kib: int = 0
     writes: dict[str, int] = field(default_factory=dict)
+    conflicts: int = 0
     cpu_first_pass: Snapshot = field(default_factory=dict)  # first create until all observed
     cpu_rest: Snapshot = field(default_factory=dict)  # all observed until the operator is idle
     kcm_requests: int = 0
@@ -453,8 +460,16 @@ def measure(
     )
     r.cpu_first_pass, r.cpu_rest = cpu_between(cpu_before, cpu_observed), cpu_between(cpu_observed, cpu_idle)
     r.peak_rss_kib, r.idle_rss_kib = proc_status_kib(pid, "VmHWM"), proc_status_kib(pid, "VmRSS")
-    r.writes = {label: writes_after[key] - writes_before[key] for key, label in OPERATOR_WRITES.items()}
+    delta = writes_after - writes_before
+    r.writes = {
+        label: sum(n for (*kind, _code), n in delta.items() if tuple(kind) == key)
+        for key, label in OPERATOR_WRITES.items()
+    }
     r.writes["post Event"] = operator_events(core, namespace)
+    # Refused by a precondition (409): counted in the writes above, shown apart too.
+    r.conflicts = sum(
+        n for (*kind, code), n in delta.items() if tuple(kind) in OPERATOR_WRITES and code == "409"
+    )
     r.kcm_requests = kcm_after[0] - kcm_before[0]
     r.kcm_throttled_seconds = kcm_after[1] - kcm_before[1]
 
@@ -584,11 +599,12 @@ def print_writes(rounds: list[Round]) -> None:
         [
             str(r.workers),
             *(str(r.writes[label]) for label in labels),
+            str(r.conflicts),
             f"{sum(r.writes.values()) / LABSERVERS:.1f}",
         ]
         for r in rounds
     ]
-    print_table(["workers", *labels, "per LabServer"], rows)
+    print_table(["workers", *labels, "of which 409", "per LabServer"], rows)
 
 
 def print_cpu(rounds: list[Round]) -> None:

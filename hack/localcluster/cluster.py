@@ -4,27 +4,34 @@ Role: ``LocalCluster.start_control_plane()`` runs etcd + kube-apiserver (the env
 ``start_workloads()`` adds kube-controller-manager, kube-scheduler, kwok and fake nodes (the full
 tier: scheduling, Ready pods, garbage collection); ``start_real_node()`` adds a real node
 (containerd, kubelet, kube-proxy: containers run) next to kwok's when the machine allows it;
-``stop()`` drains and tears the real node down, then stops all in reverse order. A
-detached cluster (``make cluster-up``) saves its state to ``state.json`` so that a later command
+``stop()`` drains and tears the real node down, then stops all in reverse order.
+
+The API, after envtest's control plane: ``ClusterSettings(extra_flags={component: [...]})``
+merges flags over a component's defaults (``components.merge_flags``); ``add_user(name,
+groups)`` returns the kubeconfig of a new user, a client certificate signed by the cluster CA;
+``kubeconfig.write`` is the one kubeconfig writer, ``http()`` the one authenticated HTTP helper
+(``adminapi.ApiHttp``); ``extra_apiserver`` runs a second kube-apiserver on the same etcd with
+flags of its own (an admission plugin the first lacks).
+
+A detached cluster (``make cluster-up``) saves its state to ``state.json`` so that a later command
 can report on it or stop it.
 """
 
 from __future__ import annotations
 
-import base64
 import json
 import shutil
 import socket
 import subprocess
 import sys
-from dataclasses import asdict, dataclass
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from localcluster import components, node, nodehost, ociimage, pki, processes
-from localcluster.adminapi import AdminApi, insecure_healthz
+from localcluster import components, kubeconfig, node, nodehost, ociimage, pki, processes
+from localcluster.adminapi import AdminApi, ApiHttp, insecure_healthz
 from localcluster.components import Layout, Ports
 from localcluster.processes import ComponentFailed, Proc
 
@@ -57,6 +64,18 @@ class ClusterSettings:
     nodes: int = 1  # kwok fake nodes
     pods_per_node: int = components.DEFAULT_PODS_PER_NODE
     start_timeout: float = 120.0
+    # Per component ("kube-apiserver", "etcd", ...): flags merged over its defaults, e.g.
+    # {"kube-apiserver": ["--enable-admission-plugins=NodeRestriction,AlwaysPullImages"]}.
+    extra_flags: Mapping[str, Sequence[str]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        unknown = set(self.extra_flags) - set(components.COMMANDS)
+        if unknown:
+            raise ValueError(
+                f"extra_flags for unknown components {sorted(unknown)}: {sorted(components.COMMANDS)}"
+            )
+        for flags in self.extra_flags.values():
+            components.merge_flags(["check"], flags)  # a malformed flag fails here, not at start-up
 
 
 def free_port() -> int:
@@ -65,10 +84,6 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-def _b64(path: Path) -> str:
-    return base64.b64encode(path.read_bytes()).decode()
 
 
 class LocalCluster:
@@ -101,6 +116,50 @@ class LocalCluster:
             self._api = AdminApi(self.server, self.layout.pki)
         return self._api
 
+    def http(self, kubeconfig_path: Path | None = None, *, server: str | None = None) -> ApiHttp:
+        """Requests as the user of ``kubeconfig_path`` (default: the admin), to ``server`` if given."""
+        return ApiHttp.from_kubeconfig(kubeconfig_path or self.kubeconfig, server=server)
+
+    def argv(self, name: str, extra: Sequence[str] = ()) -> list[str]:
+        """The command line of the component ``name``: defaults, the settings' extra flags, ``extra``."""
+        return components.merge_flags(components.command(name, self.layout, self.settings.extra_flags), extra)
+
+    def add_user(self, name: str, groups: Sequence[str] = ()) -> Path:
+        """A new user ``name`` in ``groups``: the path of a kubeconfig with its client certificate.
+
+        The apiserver authenticates it (the cluster CA signed it) and RBAC decides the rest: it
+        may do nothing until bound to a role, unless a group (``system:masters``) says otherwise.
+        """
+        folder = self.layout.root / "users" / name
+        cert, key = pki.user_credentials(self.layout.pki, folder, name, tuple(groups))
+        config = kubeconfig.build(
+            self.server,
+            self.layout.pki.ca_cert.read_bytes(),
+            name,
+            cert_pem=cert.read_bytes(),
+            key_pem=key.read_bytes(),
+        )
+        return kubeconfig.write(folder / "kubeconfig", config)
+
+    @contextmanager
+    def extra_apiserver(self, name: str, extra: Sequence[str]) -> Iterator[str]:
+        """A second kube-apiserver on this cluster's etcd, with ``extra`` flags merged over the
+        first one's; yields its URL once ready, stops it afterwards. Same CA, certificates and
+        service-account keys: every credential of the cluster works there too."""
+        port = free_port()
+        folder = self.layout.root / name
+        argv = self.argv(
+            "kube-apiserver", [f"--secure-port={port}", f"--cert-dir={folder / 'certs'}", *extra]
+        )
+        proc = processes.spawn(name, argv, self.layout.log(name), detach=False)
+        server = f"https://127.0.0.1:{port}"
+        try:
+            api = ApiHttp(server, self.layout.pki.ca_cert.read_bytes())
+            self._wait(f"{name} /readyz", api.readyz, [proc])
+            yield server
+        finally:
+            processes.stop(proc, timeout=10)
+
     @property
     def full(self) -> bool:
         return any(p.name == "kwok" for p in self.procs)
@@ -117,9 +176,9 @@ class LocalCluster:
         lay = self.layout
         lay.root.mkdir(parents=True, exist_ok=True)
         pki.generate(lay.root / "pki")
-        etcd = self._spawn("etcd", components.etcd(lay))
+        etcd = self._spawn("etcd", self.argv("etcd"))
         self._wait("etcd health", lambda: _etcd_healthy(lay.ports.etcd_client), [etcd])
-        apiserver = self._spawn("kube-apiserver", components.kube_apiserver(lay))
+        apiserver = self._spawn("kube-apiserver", self.argv("kube-apiserver"))
         self._wait("kube-apiserver /readyz", self.api.readyz, [etcd, apiserver])
         self._write_kubeconfig()
         self._save_state()
@@ -129,9 +188,9 @@ class LocalCluster:
         if self.full:
             return
         lay = self.layout
-        cm = self._spawn("kube-controller-manager", components.kube_controller_manager(lay))
-        sched = self._spawn("kube-scheduler", components.kube_scheduler(lay))
-        kwok = self._spawn("kwok", components.kwok(lay))
+        cm = self._spawn("kube-controller-manager", self.argv("kube-controller-manager"))
+        sched = self._spawn("kube-scheduler", self.argv("kube-scheduler"))
+        kwok = self._spawn("kwok", self.argv("kwok"))
         self._save_state()
         watch = list(self.procs)
         port = lay.ports
@@ -344,28 +403,15 @@ class LocalCluster:
 
     def _write_kubeconfig(self) -> None:
         p = self.layout.pki
-        config = {
-            "apiVersion": "v1",
-            "kind": "Config",
-            "clusters": [
-                {
-                    "name": "k8s-lab",
-                    "cluster": {"server": self.server, "certificate-authority-data": _b64(p.ca_cert)},
-                }
-            ],
-            "users": [
-                {
-                    "name": "k8s-lab-admin",
-                    "user": {
-                        "client-certificate-data": _b64(p.admin_cert),
-                        "client-key-data": _b64(p.admin_key),
-                    },
-                }
-            ],
-            "contexts": [{"name": "k8s-lab", "context": {"cluster": "k8s-lab", "user": "k8s-lab-admin"}}],
-            "current-context": "k8s-lab",
-        }
-        pki.write_private(self.kubeconfig, yaml.safe_dump(config).encode())
+        config = kubeconfig.build(
+            self.server,
+            p.ca_cert.read_bytes(),
+            "k8s-lab-admin",
+            cert_pem=p.admin_cert.read_bytes(),
+            key_pem=p.admin_key.read_bytes(),
+            context=kubeconfig.CLUSTER,  # `--context=k8s-lab`, as the admin's context was always named
+        )
+        kubeconfig.write(self.kubeconfig, config)
 
     def _save_state(self) -> None:
         if not self.layout.root.is_dir():
@@ -374,6 +420,7 @@ class LocalCluster:
             "ports": asdict(self.layout.ports),
             "bin_dir": str(self.layout.bin_dir),
             "real_node": self.real_node,
+            "extra_flags": {name: list(flags) for name, flags in self.settings.extra_flags.items()},
             "procs": [p.state() for p in self.procs],
         }
         (self.layout.root / STATE_FILE).write_text(json.dumps(state, indent=2))
@@ -385,7 +432,9 @@ class LocalCluster:
             state = json.loads((root / STATE_FILE).read_text())
         except (FileNotFoundError, ValueError):
             return None
-        settings = ClusterSettings(root=root, bin_dir=Path(state["bin_dir"]), detach=True)
+        settings = ClusterSettings(
+            root=root, bin_dir=Path(state["bin_dir"]), detach=True, extra_flags=state.get("extra_flags", {})
+        )
         cluster = cls(settings, ports=Ports(**state["ports"]))
         cluster.procs = [Proc(**{**p, "log": Path(p["log"])}) for p in state["procs"]]
         cluster.real_node = bool(state.get("real_node", False))
@@ -398,13 +447,6 @@ class LocalCluster:
         data; return once it is healthy. ``grace`` 0 kills it with SIGKILL (a crash), else SIGTERM
         first. Clients keep their kubeconfig and addresses: they see an outage, not a new cluster.
         """
-        argvs = {
-            "etcd": components.etcd,
-            "kube-apiserver": components.kube_apiserver,
-            "kube-controller-manager": components.kube_controller_manager,
-            "kube-scheduler": components.kube_scheduler,
-            "kwok": components.kwok,
-        }
         port = self.layout.ports
         healthy = {
             "etcd": lambda: _etcd_healthy(port.etcd_client),
@@ -419,7 +461,7 @@ class LocalCluster:
         if index is None:
             raise ValueError(f"no running component named {name!r}: {[p.name for p in self.procs]}")
         processes.stop(self.procs[index], timeout=grace)
-        argv = argvs[name](self.layout)
+        argv = self.argv(name)
         proc = processes.spawn(name, argv, self.layout.log(name), detach=self.settings.detach)
         self.procs[index] = proc  # same place: stop() still stops the components newest first
         self._save_state()

@@ -1,12 +1,15 @@
 """Command lines of the control-plane components: pure functions, no processes started here.
 
-Role: one function per binary, from a ``Layout`` (folders, ports, certificate paths) to argv.
+Role: one function per binary, from a ``Layout`` (folders, ports, certificate paths) to argv,
+and ``command`` to merge a user's extra flags over those defaults (envtest's
+``Arguments``/``Configure()``: a later ``--name=value`` replaces an earlier one of the same name).
 The flags follow the two reference launchers, envtest (etcd + kube-apiserver) and kwokctl
 (controller-manager, scheduler, kwok); the reasons for the less obvious ones are in comments.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -202,3 +205,48 @@ def fake_node(name: str, pods: int = DEFAULT_PODS_PER_NODE) -> dict[str, object]
 
 def _fake_capacity(pods: int) -> dict[str, str]:
     return {"cpu": str(max(32, pods // 10)), "memory": f"{max(256, pods // 8)}Gi", "pods": str(pods)}
+
+
+def _flag_name(arg: str) -> str:
+    if not arg.startswith("--") or arg == "--":
+        raise ValueError(f"an extra flag must read --name or --name=value, got {arg!r}")
+    return arg.split("=", 1)[0]
+
+
+def merge_flags(argv: Sequence[str], extra: Sequence[str]) -> list[str]:
+    """``argv`` (a binary and its flags) with ``extra`` merged over its flags.
+
+    Each extra flag replaces the flag of the same name where it stands (and removes any earlier
+    repeat of that name); a flag of a new name is appended. So a later flag always overrides an
+    earlier one, whatever the binary would do with repeats (kube-apiserver *adds up* repeated
+    ``--enable-admission-plugins``: to keep NodeRestriction, name it again). Extra flags are
+    written ``--name=value`` (or ``--name`` for a boolean): a value as a separate word would be
+    taken for a flag.
+    """
+    binary, *flags = argv
+    for arg in extra:
+        name = _flag_name(arg)
+        same = [i for i, old in enumerate(flags) if old.startswith("--") and _flag_name(old) == name]
+        if not same:
+            flags.append(arg)
+            continue
+        flags[same[-1]] = arg
+        for i in reversed(same[:-1]):
+            del flags[i]
+    return [binary, *flags]
+
+
+COMMANDS: dict[str, Callable[[Layout], list[str]]] = {
+    "etcd": etcd,
+    "kube-apiserver": kube_apiserver,
+    "kube-controller-manager": kube_controller_manager,
+    "kube-scheduler": kube_scheduler,
+    "kwok": kwok,
+}
+
+
+def command(name: str, lay: Layout, extra_flags: Mapping[str, Sequence[str]] | None = None) -> list[str]:
+    """The argv of the component ``name``: its defaults with ``extra_flags[name]`` merged over them."""
+    if name not in COMMANDS:
+        raise ValueError(f"no component {name!r}: one of {sorted(COMMANDS)}")
+    return merge_flags(COMMANDS[name](lay), (extra_flags or {}).get(name, ()))

@@ -23,16 +23,17 @@ Why these settings (found by hand on the project's machines, see ../shared/notes
 
 from __future__ import annotations
 
-import base64
 import json
 import os
 import shutil
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import yaml
 
+from localcluster import kubeconfig as kubeconfigs
 from localcluster import nodehost
 from localcluster.ociimage import PAUSE_IMAGE
 from localcluster.pki import NodePki, PkiPaths
@@ -215,18 +216,14 @@ def cni_config(lay: NodeLayout) -> dict[str, object]:
     }
 
 
-def kubeconfig(lay: NodeLayout, user: str, cert: Path, key: Path) -> dict[str, object]:
-    ca = base64.b64encode(lay.cluster_pki.ca_cert.read_bytes()).decode()
-    return {
-        "apiVersion": "v1",
-        "kind": "Config",
-        "clusters": [
-            {"name": "k8s-lab", "cluster": {"server": lay.server, "certificate-authority-data": ca}}
-        ],
-        "users": [{"name": user, "user": {"client-certificate": str(cert), "client-key": str(key)}}],
-        "contexts": [{"name": "k8s-lab", "context": {"cluster": "k8s-lab", "user": user}}],
-        "current-context": "k8s-lab",
-    }
+def kubeconfig(lay: NodeLayout, user: str, cert: Path, key: Path) -> dict[str, Any]:
+    return kubeconfigs.build(
+        lay.server,
+        lay.cluster_pki.ca_cert.read_bytes(),
+        user,
+        cert_pem=cert.read_bytes(),
+        key_pem=key.read_bytes(),
+    )
 
 
 def kubelet_config(lay: NodeLayout, healthz_port: int, taints: list[dict[str, str]]) -> dict[str, object]:
@@ -301,7 +298,7 @@ def write_configs(
         ("kubelet.kubeconfig", f"system:node:{NODE_NAME}", p.kubelet_cert, p.kubelet_key),
         ("kube-proxy.kubeconfig", "system:kube-proxy", p.proxy_cert, p.proxy_key),
     ):
-        lay.file(name).write_text(yaml.safe_dump(kubeconfig(lay, user, cert, key)))
+        kubeconfigs.write(lay.file(name), kubeconfig(lay, user, cert, key))
     lay.file("kubelet.yaml").write_text(yaml.safe_dump(kubelet_config(lay, kubelet_healthz, taints)))
     lay.file("kube-proxy.yaml").write_text(yaml.safe_dump(kube_proxy_config(lay, *proxy_ports)))
 

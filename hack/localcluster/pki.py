@@ -79,10 +79,10 @@ def _key_pem(key: ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey) -> bytes:
     )
 
 
-def _name(common_name: str, organization: str | None = None) -> x509.Name:
+def _name(common_name: str, *organizations: str) -> x509.Name:
+    # The apiserver reads a client certificate's CN as the user name, each O as one group.
     attrs = [x509.NameAttribute(NameOID.COMMON_NAME, common_name)]
-    if organization:
-        attrs.append(x509.NameAttribute(NameOID.ORGANIZATION_NAME, organization))
+    attrs += [x509.NameAttribute(NameOID.ORGANIZATION_NAME, group) for group in organizations]
     return x509.Name(attrs)
 
 
@@ -215,6 +215,19 @@ def _load_ca(paths: PkiPaths) -> tuple[ec.EllipticCurvePrivateKey, x509.Name]:
     if not isinstance(key, ec.EllipticCurvePrivateKey):
         raise TypeError(f"{paths.ca_key} is not the EC key this module writes")
     return key, x509.load_pem_x509_certificate(paths.ca_cert.read_bytes()).subject
+
+
+def user_credentials(
+    ca: PkiPaths, folder: Path, user: str, groups: tuple[str, ...] = ()
+) -> tuple[Path, Path]:
+    """A client certificate for ``user`` in ``groups``, signed by the cluster CA: (cert, key)."""
+    if not user:
+        raise ValueError("a user needs a name")
+    folder.mkdir(parents=True, exist_ok=True)
+    ca_key, ca_name = _load_ca(ca)
+    cert, key = folder / "client.crt", folder / "client.key"
+    _client_pair(ca_key, ca_name, _name(user, *groups), cert, key)
+    return cert, key
 
 
 def node_credentials(ca: PkiPaths, folder: Path, node_name: str, node_ip: str) -> NodePki:

@@ -11,7 +11,10 @@ answer                                   verdict      what happens
 403 with cause ``NamespaceTerminating``  GONE         stop quietly: the namespace is being
                                                       deleted and its LabServers with it
 409 Conflict                             CONFLICT     retry at once (rate limiter's first step,
-                                                      5 ms), logged at DEBUG: routine
+                                                      5 ms), logged at DEBUG: routine; for the
+                                                      status write (its resourceVersion
+                                                      precondition) no retry: the newer
+                                                      version's watch event requeues the key
 400 Bad Request, 422 Unprocessable       INVALID      our own object was refused: permanent
 (for an object we built)                              (InvalidSpec with the apiserver's message,
                                                       no retry until the spec changes)

@@ -1,6 +1,6 @@
 """The operator's writes to the Kubernetes API: an async facade over the sync official client.
 
-Role: server-side apply of children, the status subresource patch, Events. Every blocking call
+Role: server-side apply of children and of the status subresource, Events. Every blocking call
 runs on a small thread pool of its own (never on the event loop). Every failure, an error answer
 or no answer at all, comes out as an ``ApiError`` (``apierrors`` says what each kind means).
 ``KubeApiLike`` is the protocol its users depend on, so unit tests can pass a fake.
@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
 import kubernetes
-from kubernetes.client import ApiClient, AppsV1Api, CoreV1Api, CustomObjectsApi
+from kubernetes.client import ApiClient, AppsV1Api, CoreV1Api
 from kubernetes.client.exceptions import ApiException
 from urllib3.exceptions import HTTPError as TransportError
 
@@ -30,12 +30,15 @@ __all__ = ["ApiError", "Applied", "Conflict", "Gone", "KubeApi", "KubeApiLike", 
 
 T = TypeVar("T")
 APPLY = "application/apply-patch+yaml"
-MERGE = "application/merge-patch+json"
 JSON_PATCH = "application/json-patch+json"
 CHILD_PATHS = {
     "Deployment": "/apis/apps/v1/namespaces/{namespace}/deployments/{name}",
     "Service": "/api/v1/namespaces/{namespace}/services/{name}",
 }
+STATUS_PATH = f"/apis/{GROUP}/{VERSION}/namespaces/{{namespace}}/{PLURAL}/{{name}}/status"
+# The status is applied under a field manager of its own, the children's plus this suffix
+# ("k8s-lab-status" by default): `kubectl get -o yaml --show-managed-fields` tells them apart.
+STATUS_MANAGER_SUFFIX = "-status"
 
 
 @dataclass(frozen=True)
@@ -51,7 +54,7 @@ class KubeApiLike(Protocol):
 
     async def apply(self, obj: dict[str, Any]) -> Applied: ...
     async def json_patch(self, obj: dict[str, Any], operations: list[dict[str, Any]]) -> None: ...
-    async def patch_status(self, namespace: str, name: str, status: dict[str, Any]) -> str: ...
+    async def apply_status(self, labserver: dict[str, Any], status: dict[str, Any]) -> None: ...
     async def create_event(self, namespace: str, event: dict[str, Any]) -> None: ...
     def close(self) -> None: ...
 
@@ -91,8 +94,8 @@ class KubeApi:
         self._client = client
         self._apps = AppsV1Api(client)
         self._core = CoreV1Api(client)
-        self._custom = CustomObjectsApi(client)
         self._manager = field_manager
+        self.status_manager = field_manager + STATUS_MANAGER_SUFFIX
         self._timeout = timeout
         self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="kubeapi")
 
@@ -125,11 +128,34 @@ class KubeApi:
 
     async def apply(self, obj: dict[str, Any]) -> Applied:
         """Server-side apply: we own exactly the fields we send; force takes them back from hand edits."""
-        live, status_code = await self._call(self._apply_now, obj)
+        live, status_code = await self._call(self._apply_now, obj, CHILD_PATHS[obj["kind"]], self._manager)
         # 201: this apply created the object (the apiserver's word, not a possibly stale cache's).
         return Applied(obj=live, created=status_code == 201)
 
-    def _apply_now(self, obj: dict[str, Any], _request_timeout: float) -> tuple[dict[str, Any], int]:
+    async def apply_status(self, labserver: dict[str, Any], status: dict[str, Any]) -> None:
+        """Server-side apply of the LabServer's /status, on the condition that it is still at
+        ``labserver``'s resourceVersion (else 409 Conflict: the cache we computed from lags).
+
+        We own exactly the status fields we send: one left out (``endpoints`` once the Service
+        is gone) is removed; conditions are a map keyed by type, so others' conditions stay.
+        """
+        meta = labserver["metadata"]
+        body = {
+            "apiVersion": f"{GROUP}/{VERSION}",
+            "kind": labserver.get("kind") or "LabServer",
+            "metadata": {
+                "name": meta["name"],
+                "namespace": meta["namespace"],
+                # In an apply body, a resourceVersion is a precondition (optimistic concurrency).
+                "resourceVersion": str(meta["resourceVersion"]),
+            },
+            "status": status,
+        }
+        await self._call(self._apply_now, body, STATUS_PATH, self.status_manager)
+
+    def _apply_now(
+        self, obj: dict[str, Any], path: str, manager: str, _request_timeout: float
+    ) -> tuple[dict[str, Any], int]:
         """The apply request itself (in a pool thread), below the generated method.
 
         The generated ``patch_namespaced_*`` methods accept only a dict body, which the client
@@ -139,9 +165,9 @@ class KubeApi:
         meta = obj["metadata"]
         request = self._client.param_serialize(
             method="PATCH",
-            resource_path=CHILD_PATHS[obj["kind"]],
+            resource_path=path,
             path_params={"namespace": meta["namespace"], "name": meta["name"]},
-            query_params=[("fieldManager", self._manager), ("force", "true")],
+            query_params=[("fieldManager", manager), ("force", "true")],
             header_params={"Content-Type": APPLY, "Accept": "application/json"},
             body=apply_body(obj),
             auth_settings=["BearerToken"],
@@ -156,23 +182,6 @@ class KubeApi:
     async def json_patch(self, obj: dict[str, Any], operations: list[dict[str, Any]]) -> None:
         """A JSON patch (RFC 6902) of the child ``obj`` names, under our field manager."""
         await self._patch_child(obj, operations, JSON_PATCH)
-
-    async def patch_status(self, namespace: str, name: str, status: dict[str, Any]) -> str:
-        """Merge-patch /status; returns the LabServer's resourceVersion after the write."""
-        # A merge patch of /status: lists (conditions) are replaced whole, which is what we want,
-        # since we always send the complete condition list.
-        live = await self._call(
-            self._custom.patch_namespaced_custom_object_status,
-            GROUP,
-            VERSION,
-            namespace,
-            PLURAL,
-            name,
-            {"status": status},
-            _content_type=MERGE,
-        )
-        meta = live.get("metadata") if isinstance(live, dict) else None  # custom objects come as dicts
-        return str((meta or {}).get("resourceVersion", ""))
 
     async def create_event(self, namespace: str, event: dict[str, Any]) -> None:
         await self._call(self._core.create_namespaced_event, namespace, event)

@@ -12,6 +12,23 @@ API failures are handled by their verdict in ``apierrors`` (the table users read
 gone or namespace terminating ends the pass quietly, a conflict requeues at once, our own object
 refused is InvalidSpec (permanent), the rest is a ``TransientError`` retried with backoff and
 shown as Degraded=ReconcileError. Anything else escaping from here is a bug.
+
+Status write: server-side apply of the /status subresource under a field manager of its own
+(``k8s-lab-status``), with the cached LabServer's resourceVersion as a precondition. Why both:
+- The status is computed from the cached object (a condition keeps its lastTransitionTime
+  while its status holds; an Event is posted when Ready changes), and the cache learns of our
+  own writes only when their watch events arrive. The precondition makes the apiserver refuse
+  (409) a status computed from a cache that lags behind the stored object, ours or anybody's
+  write; a write that passes was computed from exactly the stored status, so times and Events
+  follow real transitions with no memory of our own writes in here. A refused write needs no
+  requeue: the newer version that refused it comes with a watch event, which enqueues the key
+  (sample-controller's update with resourceVersion, controller-runtime's conflicts).
+- Apply rather than update: we send only the fields we own (no read-modify-write of the whole
+  object), a field we stop sending (``endpoints`` once the Service is gone) is removed, and
+  conditions are a list-map keyed by type (the CRD says so), so a condition another controller
+  adds is kept by the apiserver, not by us (controller-rs writes status this way).
+The cost is one refused request when a pass runs on a stale cache and its status differs;
+``make bench-operator`` counts them (BENCHMARKS.md, "Operator end to end").
 """
 
 from __future__ import annotations
@@ -20,7 +37,6 @@ import hashlib
 import json
 import logging
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, NoReturn
 
@@ -41,6 +57,7 @@ Children = dict[str, dict[str, Any] | None]
 # How soon to look again while an earlier incarnation's children wait for the garbage collector
 # (their deletion events requeue the key too; this is the safety net for a lagging cache).
 CLEANUP_RECHECK_SECONDS = 1.0
+OUR_CONDITIONS = frozenset({reasons.READY, reasons.PROGRESSING, reasons.DEGRADED})
 
 
 def _now() -> datetime:
@@ -52,16 +69,6 @@ def _condition(status: Mapping[str, Any] | None, kind: str) -> Mapping[str, Any]
         if cond.get("type") == kind:
             return dict(cond)
     return {}
-
-
-@dataclass(frozen=True)
-class _Written:
-    """Our last status write for one key: its content, the resourceVersion it produced, and
-    every version our own writes were based on or produced since the cache last caught up."""
-
-    status: dict[str, Any]
-    latest: str
-    versions: frozenset[str]
 
 
 def _fingerprint(obj: Mapping[str, Any]) -> str:
@@ -88,8 +95,16 @@ def _reset_owned_lists(obj: Mapping[str, Any]) -> list[dict[str, Any]]:
 
 
 def _without_nones(status: Mapping[str, Any]) -> dict[str, Any]:
-    # A merge patch deletes keys sent as null, so the stored status never holds them.
+    # Left out of the apply, a field we own is removed, so the stored status never holds a null.
     return {k: v for k, v in status.items() if v is not None}
+
+
+def _ours(status: Mapping[str, Any]) -> dict[str, Any]:
+    """The status fields we apply: every non-null one, and only our own conditions (another
+    controller's stay, entries of a list-map keyed by type that we do not own)."""
+    applied = _without_nones(status)
+    applied["conditions"] = [c for c in status.get("conditions") or [] if c.get("type") in OUR_CONDITIONS]
+    return applied
 
 
 class Reconciler:
@@ -109,10 +124,6 @@ class Reconciler:
         self._default_image = default_image
         self._now = now
         self._reapply_after = timedelta(seconds=reapply_seconds)
-        # Race: the index learns of our own status writes only when their watch events arrive;
-        # a reconcile in between must build on what we wrote last, not on an older cached
-        # status, or it would write again, re-stamp lastTransitionTime and re-post Events.
-        self._written: dict[Key, _Written] = {}
         # (kind, key) -> what the last apply left: see _apply_if_changed.
         self._applied: dict[tuple[str, Key], tuple[tuple[str, str, str], datetime]] = {}
 
@@ -121,7 +132,6 @@ class Reconciler:
         if ls is None or ls["metadata"].get("deletionTimestamp"):
             self._forget(key)
             return None  # gone: ownerReferences let the garbage collector take the children
-        ls = self._with_freshest_status(key, ls)
         spec = await self._parse(ls)
         try:
             return await self._sync(key, ls, spec)
@@ -133,7 +143,8 @@ class Reconciler:
         if waiting := await self._check_foreign_children(ls, cached):
             return waiting
         children = await self._apply_children(key, ls, spec, cached)
-        await self._write_status(ls, children, problem=None)
+        if (written := await self._write_status(ls, children, problem=None)) is not None:
+            await self._record_ready_transition(ls, ls.get("status") or {}, written)
         return None
 
     async def _on_api_error(self, ls: dict[str, Any], err: ApiError) -> Result | None:
@@ -153,28 +164,9 @@ class Reconciler:
 
     # --- steps --------------------------------------------------------------------------
 
-    def _note_written(self, key: Key, before: str, after: str, status: dict[str, Any]) -> None:
-        """Remember our write: the versions it was based on or produced are ours, not news."""
-        written = self._written.get(key)
-        versions = {before, after} | (written.versions if written is not None else set())
-        self._written[key] = _Written(status=status, latest=after, versions=frozenset(versions))
-
     def _forget(self, key: Key) -> None:
-        self._written.pop(key, None)
         for kind in ("Deployment", "Service"):
             self._applied.pop((kind, key), None)
-
-    def _with_freshest_status(self, key: Key, ls: dict[str, Any]) -> dict[str, Any]:
-        written = self._written.get(key)
-        if written is None:
-            return ls
-        version = str(ls["metadata"].get("resourceVersion", ""))
-        if version == written.latest:
-            del self._written[key]  # the cache caught up with our last write
-            return ls
-        if version in written.versions:
-            return {**ls, "status": written.status}  # the cache lags behind our own writes
-        return ls  # changed by someone else since: the cache is the newer truth
 
     async def _parse(self, ls: dict[str, Any]) -> LabServerSpec:
         try:
@@ -264,7 +256,15 @@ class Reconciler:
         await self._report_problem(ls, problem)
         raise PermanentError(problem.message) from err
 
-    async def _write_status(self, ls: dict[str, Any], children: Children, *, problem: Problem | None) -> None:
+    async def _write_status(
+        self, ls: dict[str, Any], children: Children, *, problem: Problem | None
+    ) -> dict[str, Any] | None:
+        """Apply the status computed from ``ls`` if it changed; the status written, else None.
+
+        None also when the precondition failed (409): ``ls`` was not the stored LabServer any
+        more, so nothing computed from it may be written or reported; the watch event of the
+        newer version brings the key back.
+        """
         old = ls.get("status") or {}
         status = compute_status(
             ls,
@@ -274,13 +274,18 @@ class Reconciler:
             now=self._now(),
         )
         if _without_nones(status) == _without_nones(old):
-            return  # nothing new: no write, so no event loop of our own status updates
-        meta = ls["metadata"]
-        after = await self._api.patch_status(meta["namespace"], meta["name"], status)
-        self._note_written(
-            (meta["namespace"], meta["name"]), str(meta.get("resourceVersion", "")), after, status
-        )
-        await self._record_ready_transition(ls, old, status)
+            return None  # nothing new: no write, so no event loop of our own status updates
+        try:
+            await self._api.apply_status(ls, _ours(status))
+        except ApiError as err:
+            if classify(err) is not Verdict.CONFLICT:
+                raise
+            meta = ls["metadata"]
+            log.debug(
+                "status conflict, cache behind key=%s/%s error=%s", meta["namespace"], meta["name"], err
+            )
+            return None
+        return status
 
     async def _record_ready_transition(
         self, ls: dict[str, Any], old: Mapping[str, Any], new: Mapping[str, Any]
@@ -302,15 +307,26 @@ class Reconciler:
             log_event(log, "status not written", logging.WARNING, error=str(also))
 
     async def _report_problem(self, ls: dict[str, Any], problem: Problem) -> None:
-        """Status and a Warning Event, once per distinct problem (not on every retry)."""
+        """Status and a Warning Event, once per distinct problem (not on every retry).
+
+        The Event follows a status write that passed its precondition, so "distinct" is judged
+        against the stored status, never against a cache lagging behind our own last report.
+        """
         known = _condition(ls.get("status"), reasons.DEGRADED)
         news = known.get("reason") != problem.reason or known.get("message") != problem.message
-        if news and not problem.waiting:  # a wait for the garbage collector is nobody's problem
-            await self._recorder.record(ls, WARNING, problem.reason, problem.message)
         key = (ls["metadata"]["namespace"], ls["metadata"]["name"])
         children: Children = {"Deployment": self._cache.deployment(key), "Service": self._cache.service(key)}
+        warn = news and not problem.waiting  # a wait for the garbage collector is nobody's problem
         try:
-            await self._write_status(ls, children, problem=problem)
+            written = await self._write_status(ls, children, problem=problem)
         except ApiError as err:
-            if classify(err) is not Verdict.GONE:
-                raise
+            if classify(err) is Verdict.GONE:
+                return
+            if warn:  # the status could not say it: the Event still does, as before the write
+                await self._recorder.record(ls, WARNING, problem.reason, problem.message)
+            raise
+        if written is None:
+            return
+        if warn:
+            await self._recorder.record(ls, WARNING, problem.reason, problem.message)
+        await self._record_ready_transition(ls, ls.get("status") or {}, written)

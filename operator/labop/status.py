@@ -5,8 +5,9 @@ Deployment and Service and a `Problem` when something went wrong (InvalidSpec, C
 a failed API call). Reasons and the table of when each condition is set live in
 `labop.reasons`.
 
-The result always has every key, so a JSON merge patch of it replaces the whole status;
-`endpoints` is None (which a merge patch deletes) while there is no Service of ours.
+The result always has every key; `endpoints` is None while there is no Service of ours. The
+reconciler applies it server-side leaving the Nones out, so a field that became None is
+removed (we own it and no longer send it).
 """
 
 from __future__ import annotations

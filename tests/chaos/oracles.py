@@ -23,7 +23,7 @@ from typing import Any
 
 from tests.chaos.lab import Lab, Operator, measure
 from tests.support.expansion import expand as expand_bytes
-from tests.support.waiting import eventually
+from tests.support.waiting import NotYet, eventually
 
 from labop.builders import ENV_MESSAGE, build_deployment, build_service
 from labop.settings import from_env
@@ -70,13 +70,13 @@ def convergence_problems(lab: Lab) -> list[str]:
 
 
 def no_problems(problems_of: Any, *args: Any) -> Any:
-    """A probe for ``eventually``: true once ``problems_of(*args)`` is empty; else it raises with
-    the problems, so that a timeout says what was still wrong."""
+    """A probe for ``eventually``: true once ``problems_of(*args)`` is empty; else it raises
+    ``NotYet`` with the problems, so that a timeout says what was still wrong."""
 
     def probe() -> bool:
         problems = problems_of(*args)
         if problems:
-            raise AssertionError(f"{len(problems)} problem(s): " + "; ".join(problems[:8]))
+            raise NotYet(f"{len(problems)} problem(s): " + "; ".join(problems[:8]))
         return True
 
     return probe

@@ -9,6 +9,10 @@ real node holds the machine, the fixture waits for it (``tests.support.realnode`
 in a temp folder that is removed at the end, and every process dies with the test run, even a
 killed one (see ``localcluster.processes``; a killed run's real node is torn down by the next).
 
+The ``deploy/`` tests (``test_deploy_*.py``) share ``rendered`` (what ``kubectl kustomize deploy/``
+makes), ``system_namespace`` (its Namespace, applied for real) and ``operator_identity`` (its
+RBAC applied and the ServiceAccount's token in a kubeconfig of its own).
+
 ``USE_EXISTING_CLUSTER=true`` (the envtest convention) runs the tier against the cluster that
 ``KUBECONFIG`` names instead.
 """
@@ -21,6 +25,7 @@ import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import kubernetes
 import pytest
@@ -29,6 +34,7 @@ from localcluster.binaries import bin_dir
 from localcluster.cluster import RealNodeUnavailable
 from tests.support import realnode
 from tests.support.cluster import CRDS, Cluster
+from tests.support.deploy import SA, SYSTEM_NS, Identity, apply, identity_of, render, the_one
 from tests.support.lab import Lab, running_operator
 from tests.support.operator import OperatorProcess
 
@@ -142,3 +148,33 @@ def operator(full_cluster: Cluster) -> Iterator[OperatorProcess]:
 def lab(operator: OperatorProcess, api: kubernetes.client.ApiClient, namespace: str) -> Lab:
     """LabServer calls named by intent, in a fresh namespace, with the operator running."""
     return Lab(api, namespace)
+
+
+@pytest.fixture(scope="session")
+def rendered(control_plane: Cluster) -> list[dict[str, Any]]:
+    """Every object of ``kubectl kustomize deploy/``, in kustomize's order."""
+    return render(control_plane)
+
+
+@pytest.fixture(scope="session")
+def system_namespace(control_plane: Cluster, rendered: list[dict[str, Any]]) -> str:
+    """The Namespace, applied for real: a server dry run persists nothing, so objects *in* a namespace
+    the same dry run would create are refused (NotFound). A real ``kubectl apply -k deploy/`` has no
+    such problem: kubectl sends the Namespace first and it exists when the rest arrives."""
+    apply(control_plane, [the_one(rendered, "Namespace")])
+    return SYSTEM_NS
+
+
+@pytest.fixture(scope="session")
+def operator_identity(
+    control_plane: Cluster,
+    api: kubernetes.client.ApiClient,
+    rendered: list[dict[str, Any]],
+    system_namespace: str,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Identity:
+    """deploy/'s ServiceAccount, ClusterRole and ClusterRoleBinding applied for real (not the
+    Deployment: no image runs here), and a kubeconfig holding nothing but that SA's token."""
+    rbac = [d for d in rendered if d["kind"] in ("ServiceAccount", "ClusterRole", "ClusterRoleBinding")]
+    apply(control_plane, rbac)
+    return identity_of(control_plane, api, SA, tmp_path_factory.mktemp("identity"))

@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import json
-import ssl
-import urllib.error
-import urllib.request
-from pathlib import Path
 from typing import Any, cast
 
 import kubernetes
 import pytest
 import yaml
 from kubernetes.client import ApiClient, AppsV1Api, CoreV1Api, CustomObjectsApi
+from localcluster.adminapi import ApiHttp
 from tests.support.cluster import REPO, Cluster
 from tests.support.waiting import eventually
 
@@ -85,27 +82,18 @@ def _token_for_new_service_account(core: CoreV1Api, namespace: str) -> str:
     return str(request.status.token)
 
 
-def _get_with_token(server: str, ca: Path, token: str, path: str) -> int:
-    tls = ssl.create_default_context(cafile=str(ca))
-    req = urllib.request.Request(server + path, headers={"Authorization": f"Bearer {token}"})
-    try:
-        with urllib.request.urlopen(req, context=tls, timeout=10) as resp:
-            return int(resp.status)
-    except urllib.error.HTTPError as err:
-        return err.code
-
-
 def test_rbac_denies_an_unprivileged_service_account(
     control_plane: Cluster, api: ApiClient, namespace: str
 ) -> None:
     assert control_plane.local is not None
     token = _token_for_new_service_account(CoreV1Api(api), namespace)
-    server, ca = control_plane.local.server, control_plane.local.layout.pki.ca_cert
+    local = control_plane.local
+    http = ApiHttp(local.server, local.layout.pki.ca_cert.read_bytes(), token=token, timeout=10)
     # Authenticated (so not 401) but not authorised: RBAC is really on.
-    assert _get_with_token(server, ca, token, f"/api/v1/namespaces/{namespace}/secrets") == 403
-    assert _get_with_token(server, ca, token, "/apis/k8slab.dev/v1alpha1/labservers") == 403
+    assert http.request("GET", f"/api/v1/namespaces/{namespace}/secrets")[0] == 403
+    assert http.request("GET", "/apis/k8slab.dev/v1alpha1/labservers")[0] == 403
     # Discovery is granted to every authenticated identity by the bootstrap roles.
-    assert _get_with_token(server, ca, token, "/version") == 200
+    assert http.request("GET", "/version")[0] == 200
 
 
 def _deployment(name: str, replicas: int) -> dict[str, object]:
@@ -178,3 +166,23 @@ def test_deleting_a_deployment_garbage_collects_its_replicaset_and_pods(
         timeout=120,
         what="the Pods to be garbage-collected",
     )
+
+
+def test_a_user_added_by_the_harness_is_who_the_apiserver_says_and_rbac_decides_the_rest(
+    control_plane: Cluster,
+) -> None:
+    local = control_plane.local
+    assert local is not None
+    nobody = local.add_user("harness-nobody", ["harness-testers"])
+    whoami = json.loads(
+        control_plane.kubectl(f"--kubeconfig={nobody}", "auth", "whoami", "-o", "json").stdout
+    )
+    assert whoami["status"]["userInfo"]["username"] == "harness-nobody"
+    assert "harness-testers" in whoami["status"]["userInfo"]["groups"]
+    status, answer = local.http(nobody).request("GET", "/api/v1/namespaces")
+    assert status == 403, answer
+    assert 'User "harness-nobody" cannot list resource "namespaces"' in answer["message"]
+
+    admin = local.add_user("harness-admin", ["system:masters"])
+    status, answer = local.http(admin).request("GET", "/api/v1/namespaces")
+    assert status == 200 and answer["kind"] == "NamespaceList", answer

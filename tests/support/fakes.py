@@ -6,13 +6,14 @@ import asyncio
 import copy
 from typing import Any
 
+from labop.apierrors import Conflict
 from labop.kubeapi import Applied
 
 COUNTS = ("replicas", "updatedReplicas", "readyReplicas", "availableReplicas")
 
 
 class FakeApi:
-    """A KubeApi stand-in: records apply/patch_status/create_event, raises what a test scripts.
+    """A KubeApi stand-in: records apply/apply_status/create_event, raises what a test scripts.
 
     ``apply`` answers with the applied object as the apiserver would return it: a uid, generation
     1, a Service's cluster IP, and a Deployment's status (``deployment_status``, or by default
@@ -29,7 +30,10 @@ class FakeApi:
         self.closed = False
         self.existing: set[tuple[str, str, str]] = set()  # (kind, namespace, name) on the "server"
         self.live: dict[tuple[str, str, str], dict[str, Any]] = {}  # what the last apply returned
-        self.status_versions: list[str] = []  # resourceVersions our status writes produced
+        # The resourceVersion of each LabServer on the "server", once a status write moved it:
+        # a status write based on another version is refused with 409, as the apiserver does.
+        self.labserver_versions: dict[tuple[str, str], str] = {}
+        self.stored: list[dict[str, Any]] = []  # the statuses that passed their precondition
 
     async def apply(self, obj: dict[str, Any]) -> Applied:
         self.calls.append(("apply", copy.deepcopy(obj)))
@@ -55,14 +59,19 @@ class FakeApi:
         self.calls.append(("json_patch", (obj["kind"], copy.deepcopy(operations))))
         self.apply_errors.pop(obj["kind"], None)  # the reset clears what made the apply fail
 
-    async def patch_status(self, namespace: str, name: str, status: dict[str, Any]) -> str:
-        self.calls.append(("patch_status", (namespace, name, copy.deepcopy(status))))
+    async def apply_status(self, labserver: dict[str, Any], status: dict[str, Any]) -> None:
+        meta = labserver["metadata"]
+        key, precondition = (meta["namespace"], meta["name"]), str(meta["resourceVersion"])
+        self.calls.append(("apply_status", (*key, copy.deepcopy(status), precondition)))
         self.status_written.set()
         if self.status_error is not None:
             raise self.status_error
-        version = f"status-{len(self.calls)}"  # the resourceVersion the write produced
-        self.status_versions.append(version)
-        return version
+        if self.labserver_versions.get(key, precondition) != precondition:
+            raise Conflict(
+                409, "the object has been modified; please apply your changes to the latest version"
+            )
+        self.labserver_versions[key] = f"status-{len(self.calls)}"  # what the write produced
+        self.stored.append(copy.deepcopy(status))
 
     async def create_event(self, namespace: str, event: dict[str, Any]) -> None:
         if self.event_error is not None:
@@ -87,8 +96,8 @@ class FakeApi:
 
     @property
     def statuses(self) -> list[dict[str, Any]]:
-        """The statuses written, in order (namespace and name: ``arguments("patch_status")``)."""
-        return [status for _, _, status in self.arguments("patch_status")]
+        """The statuses sent, in order, refused ones included (the rest: ``arguments("apply_status")``)."""
+        return [status for _, _, status, _ in self.arguments("apply_status")]
 
     @property
     def events(self) -> list[tuple[str, str, str]]:

@@ -24,7 +24,7 @@ from tests.unit.factories import NOW, a_labserver, a_service, a_spec, controlled
 from labop import reasons
 from labop.builders import build_deployment, build_service
 from labop.cache import Cache, Key, child_entry, labserver_entry
-from labop.kubeapi import APPLY, MERGE, ApiError, Conflict, Gone, KubeApi, NotFound, apply_body
+from labop.kubeapi import APPLY, ApiError, Conflict, Gone, KubeApi, NotFound, apply_body
 from labop.reconciler import CLEANUP_RECHECK_SECONDS, Reconciler
 from labop.recorder import EventRecorder
 from labop.runtime import PermanentError, Result, TransientError
@@ -65,8 +65,9 @@ class World:
         for obj in self.api.live.values():
             self.store_child(obj)
         (entry,) = self.labservers[KEY]
-        if self.api.statuses:
-            entry["status"] = copy.deepcopy(self.api.statuses[-1])
+        if self.api.stored:
+            entry["status"] = copy.deepcopy(self.api.stored[-1])
+            entry["metadata"]["resourceVersion"] = self.api.labserver_versions[KEY]
 
     def deployment_status_becomes(self, status: dict[str, Any]) -> None:
         """What the Deployment controller does, as the watch brings it into the index."""
@@ -138,15 +139,15 @@ async def test_the_status_is_written_once_from_what_the_apply_returned(world: Wo
     }
     assert (status["replicas"], status["readyReplicas"], status["observedGeneration"]) == (2, 2, 1)
     assert status["endpoints"]["host"] == "hello.lab.svc"
-    ((namespace, name, _),) = world.api.arguments("patch_status")
-    assert (namespace, name) == KEY
+    ((namespace, name, _, precondition),) = world.api.arguments("apply_status")
+    assert (namespace, name, precondition) == (*KEY, "1")  # the cached LabServer's resourceVersion
 
 
 async def test_the_status_is_written_after_both_applies(world: World) -> None:
     world.store(a_labserver())
     await world.reconcile()
     writes = [call for call, _ in world.api.calls if call != "create_event"]
-    assert writes == ["apply", "apply", "patch_status"]
+    assert writes == ["apply", "apply", "apply_status"]
 
 
 async def test_a_new_labserver_gets_created_events_for_both_children_and_a_ready_event(world: World) -> None:
@@ -433,7 +434,7 @@ async def test_a_problem_status_matches_compute_status_over_the_cached_children(
         problem=Problem(reasons.INVALID_SPEC, str(raised.value)),
         now=NOW,
     )
-    assert status == expected
+    assert status == {k: v for k, v in expected.items() if v is not None}  # a null is left out
 
 
 # --------------------------------------------------------------------------- KubeApi underneath
@@ -522,15 +523,40 @@ async def test_kubeapi_applies_a_service_through_the_core_api(
     assert "/api/v1/namespaces/lab/services/hello?" in a_raw_request(args)[1]
 
 
-async def test_kubeapi_writes_the_status_subresource_with_a_merge_patch(
+async def test_kubeapi_applies_the_status_subresource_with_its_own_manager_and_a_version_precondition(
     kube_api: KubeApi, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    method = Recorded(result={"metadata": {"resourceVersion": "42"}})
-    monkeypatch.setattr(kube_api._custom, "patch_namespaced_custom_object_status", method)
-    assert await kube_api.patch_status("lab", "hello", {"replicas": 1}) == "42"
+    method = Recorded(result=Answer(200, {"metadata": {"resourceVersion": "42"}}))
+    monkeypatch.setattr(kube_api._client, "call_api", method)
+    ls = a_labserver()
+    status = {"replicas": 1, "conditions": [{"type": "Ready", "message": "ok \U0001f600"}]}
+
+    await kube_api.apply_status(ls, status)
+
     ((args, kwargs),) = method.calls
-    assert args == ("k8slab.dev", "v1alpha1", "lab", "labservers", "hello", {"status": {"replicas": 1}})
-    assert kwargs == {"_content_type": MERGE, "_request_timeout": 7.0}
+    verb, url, headers, body = a_raw_request(args)
+    assert verb == "PATCH"
+    assert url.endswith(
+        "/apis/k8slab.dev/v1alpha1/namespaces/lab/labservers/hello/status?fieldManager=k8s-lab-status&force=true"
+    )
+    assert headers["Content-Type"] == APPLY
+    assert json.loads(body) == {
+        "apiVersion": "k8slab.dev/v1alpha1",
+        "kind": "LabServer",
+        "metadata": {"name": "hello", "namespace": "lab", "resourceVersion": "1"},  # the precondition
+        "status": status,
+    }
+    assert "\U0001f600".encode() in body  # literal UTF-8, as for the children (see apply_body)
+    assert kwargs == {"_request_timeout": 7.0}
+
+
+async def test_kubeapi_reports_a_failed_status_precondition_as_a_conflict(
+    kube_api: KubeApi, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    stale = Answer(409, {"kind": "Status", "code": 409, "message": "the object has been modified"})
+    monkeypatch.setattr(kube_api._client, "call_api", Recorded(result=stale))
+    with pytest.raises(Conflict):
+        await kube_api.apply_status(a_labserver(), {"replicas": 1})
 
 
 @pytest.mark.parametrize(("status", "kind"), [(404, NotFound), (409, Conflict), (410, Gone)])
@@ -577,9 +603,16 @@ async def test_a_422_through_kubeapi_makes_the_reconciler_report_invalid_spec(
     kube_api: KubeApi, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     rejection = Answer(422, {"kind": "Status", "message": "spec.template.spec.containers[0].image: Required"})
-    monkeypatch.setattr(kube_api._client, "call_api", Recorded(result=rejection))
-    status_writes = Recorded()
-    monkeypatch.setattr(kube_api._custom, "patch_namespaced_custom_object_status", status_writes)
+    status_bodies: list[dict[str, Any]] = []
+
+    def call_api(*args: Any, **kwargs: Any) -> Answer:
+        _, url, _, raw = a_raw_request(args)
+        if url.split("?")[0].endswith("/status"):
+            status_bodies.append(json.loads(raw))
+            return Answer(200, {})
+        return rejection
+
+    monkeypatch.setattr(kube_api._client, "call_api", call_api)
     monkeypatch.setattr(kube_api._core, "create_namespaced_event", Recorded())
     ls = a_labserver()
     cache = Cache({KEY: [labserver_entry(ls)]}, {}, {})
@@ -590,20 +623,26 @@ async def test_a_422_through_kubeapi_makes_the_reconciler_report_invalid_spec(
     with pytest.raises(PermanentError, match=r"containers\[0\]\.image: Required"):
         await reconciler.reconcile(KEY)
 
-    ((args, _),) = status_writes.calls
-    assert conditions(args[5]["status"])["Degraded"] == ("True", "InvalidSpec")
+    (body,) = status_bodies
+    assert conditions(body["status"])["Degraded"] == ("True", "InvalidSpec")
 
 
-async def test_a_pass_before_the_cache_sees_our_status_write_neither_writes_again_nor_repeats_events(
+async def test_a_pass_before_the_cache_sees_our_status_write_stores_nothing_and_repeats_no_event(
     world: World,
 ) -> None:
     world.store(a_labserver())
     await world.reconcile()
-    writes, events = len(world.api.statuses), len(world.api.events)
-    # The watch has not delivered our status write yet: the cached LabServer is unchanged.
+    stored, events = list(world.api.stored), list(world.api.events)
+    # The watch has not delivered our status write yet: the cached LabServer is unchanged, so
+    # the write computed from it is refused by its resourceVersion precondition.
+    assert await world.reconciler.reconcile(KEY) is None  # no requeue: the watch event will come
+    assert world.api.stored == stored
+    assert world.api.events == events
+    # Once the watch delivered it, there is nothing new to write either.
+    world.store_what_was_written()
+    world.api.calls.clear()
     await world.reconcile()
-    assert len(world.api.statuses) == writes
-    assert len(world.api.events) == events
+    assert world.api.calls == []
 
 
 async def test_a_labserver_deleted_and_recreated_under_the_same_name_starts_from_its_own_status(
@@ -678,24 +717,62 @@ async def test_an_apply_refused_after_a_hand_edit_of_a_list_key_resets_the_list_
     assert conditions(world.api.statuses[-1])["Degraded"][0] == "False"
 
 
-async def test_a_pass_between_two_of_our_status_writes_and_their_watch_events_builds_on_the_last(
+async def test_a_change_seen_before_our_own_status_write_is_written_once_the_cache_has_it(
     world: World,
 ) -> None:
     world.store(a_labserver())
     world.api.deployment_status = {"observedGeneration": 1, "replicas": 1, "updatedReplicas": 1}
-    await world.reconcile()  # writes RollingOut... (not ready yet)
-    world.store_what_was_written()  # the children, but the LabServer's status write is not seen yet
+    await world.reconcile()  # stores RollingOut... (not ready yet)
+    (first,) = world.api.stored
+    # The children's watch events arrive, the LabServer's (our status write) not yet.
     (entry,) = world.labservers[KEY]
-    entry["status"] = {}  # the cache still shows the LabServer as before our write
+    stale_status, stale_version = copy.deepcopy(entry.get("status")), entry["metadata"]["resourceVersion"]
+    world.store_what_was_written()
+    entry["status"], entry["metadata"]["resourceVersion"] = stale_status, stale_version
     world.deployment_status_becomes({"observedGeneration": 1, **dict.fromkeys(COUNTS, 1)})
-    await world.reconcile()  # writes Ready, based on our first write, not on the stale cache
-    first, second = world.api.statuses
+    await world.reconcile()  # computed from the stale LabServer: refused, not stored
+    assert world.api.stored == [first]
+    assert ("Normal", "Ready", "1 of 1 replicas available.") not in world.api.events
+
+    # Now the watch brings our first write.
+    entry["status"], entry["metadata"]["resourceVersion"] = (
+        copy.deepcopy(first),
+        world.api.labserver_versions[KEY],
+    )
+    await world.reconcile()  # Ready, computed from what is stored: written, one Ready Event
+
+    assert len(world.api.stored) == 2
+    second = world.api.stored[-1]
     assert conditions(second)["Ready"] == ("True", "Available")
-    # Now the watch brings our first write (not the second): still nothing new to write.
-    entry["status"] = copy.deepcopy(first)
-    entry["metadata"]["resourceVersion"] = world.api.status_versions[0]
+    assert world.api.events.count(("Normal", "Ready", "1 of 1 replicas available.")) == 1
+    # Degraded stayed False: its lastTransitionTime is the first write's.
+    (degraded_before,) = [c for c in first["conditions"] if c["type"] == "Degraded"]
+    (degraded_after,) = [c for c in second["conditions"] if c["type"] == "Degraded"]
+    assert degraded_after["lastTransitionTime"] == degraded_before["lastTransitionTime"]
+
+
+async def test_a_condition_written_by_someone_else_is_neither_applied_nor_taken_over(world: World) -> None:
+    foreign = {
+        "type": "example.com/Audited",
+        "status": "True",
+        "lastTransitionTime": "2030-01-01T00:00:00Z",
+        "reason": "Checked",
+        "message": "ok",
+    }
+    world.store(a_labserver(status={"conditions": [foreign]}))
     await world.reconcile()
-    assert len(world.api.statuses) == 2
+    (sent,) = world.api.statuses
+    assert [c["type"] for c in sent["conditions"]] == ["Ready", "Progressing", "Degraded"]
+
+
+async def test_a_status_field_that_became_null_is_left_out_of_the_apply_so_it_is_removed(
+    world: World,
+) -> None:
+    ls = world.store(a_labserver(uid="new-uid"))
+    world.store_child(a_service(ls, owner_uid="old-uid"))  # not ours: no endpoints
+    await world.reconciler.reconcile(KEY)
+    (sent,) = world.api.statuses
+    assert "endpoints" not in sent and None not in sent.values()
 
 
 async def test_an_unchanged_child_is_applied_again_once_its_last_apply_is_older_than_the_resync() -> None:
@@ -719,3 +796,12 @@ async def test_an_unchanged_child_is_applied_again_once_its_last_apply_is_older_
     clock[0] = NOW + timedelta(seconds=301)
     await world.reconcile()
     assert world.api.applied_kinds[applies:] == ["Deployment", "Service"]  # repairs label drift too
+
+
+async def test_a_problem_whose_status_write_fails_is_still_told_by_its_warning_event(world: World) -> None:
+    world.store(a_labserver(resources=GREEDY))
+    world.api.status_error = ApiError(500, "etcdserver: request timed out")
+    with pytest.raises(ApiError):
+        await world.reconciler.reconcile(KEY)
+    ((kind, reason, _),) = world.api.events
+    assert (kind, reason) == ("Warning", "InvalidSpec")

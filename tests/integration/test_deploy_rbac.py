@@ -1,0 +1,130 @@
+"""The operator's identity from ``deploy/``: with nothing but its ServiceAccount's token it
+reconciles a LabServer to Ready with no 403, and the same token is refused what its role does
+not grant (by RBAC, as that user: not turned away as anonymous or with a bad token).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kubernetes.client import ApiClient, AppsV1Api, CoreV1Api, CustomObjectsApi
+from tests.support.cluster import Cluster
+from tests.support.deploy import GROUP, PLURAL, SA_USER, SYSTEM_NS, VERSION, Identity, a_labserver, refusals
+from tests.support.operator import OperatorProcess
+from tests.support.waiting import eventually
+
+
+def is_ready(objects: Any, namespace: str, name: str) -> bool:
+    ls = objects.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
+    status = ls.get("status", {})
+    ready = any(c["type"] == "Ready" and c["status"] == "True" for c in status.get("conditions", []))
+    return ready and status.get("observedGeneration") == ls["metadata"]["generation"]
+
+
+def terminating_namespaces(api: ApiClient) -> list[str]:
+    core: Any = CoreV1Api(api)
+    return [ns.metadata.name for ns in core.list_namespace().items if ns.status.phase == "Terminating"]
+
+
+@pytest.mark.cluster
+def test_the_operator_reconciles_a_labserver_to_ready_with_nothing_but_its_service_account_token(
+    full_cluster: Cluster,
+    api: ApiClient,
+    namespace: str,
+    operator_identity: Identity,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    whoami = full_cluster.kubectl(
+        f"--kubeconfig={operator_identity.kubeconfig}",
+        "auth",
+        "whoami",
+        "-o",
+        "jsonpath={.status.userInfo.username}",
+    )
+    assert whoami.stdout == SA_USER
+    # In a pod (a CI runner), load_incluster_config would win over KUBECONFIG: take that away.
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    # The operator serves every namespace: a LabServer left in an earlier test's namespace, still
+    # being deleted, would have its children refused with a 403 by NamespaceLifecycle admission
+    # (not RBAC). Let those go first, so that any 403 in the log below is this role's fault.
+    eventually(lambda: not terminating_namespaces(api), timeout=120, what="no namespace still terminating")
+    op = OperatorProcess(operator_identity.kubeconfig, tmp_path / "operator.log")
+    op.start()
+    objects: Any = CustomObjectsApi(api)
+    try:
+        ls = objects.create_namespaced_custom_object(
+            GROUP, VERSION, namespace, PLURAL, a_labserver("rbac", replicas=2)
+        )
+        eventually(lambda: is_ready(objects, namespace, "rbac"), timeout=120, what="LabServer rbac Ready")
+    finally:
+        op.stop()
+        log = op.log.read_text()
+        print("--- operator log tail ---\n" + op.log_tail())
+    apps: Any = AppsV1Api(api)
+    core: Any = CoreV1Api(api)
+    dep = apps.read_namespaced_deployment("rbac", namespace)
+    svc = core.read_namespaced_service("rbac", namespace)
+    for child in (dep, svc):
+        (ref,) = child.metadata.owner_references
+        assert (ref.uid, ref.controller, ref.block_owner_deletion) == (ls["metadata"]["uid"], True, True)
+        assert "k8s-lab" in {m.manager for m in child.metadata.managed_fields}
+    events = core.list_namespaced_event(namespace, field_selector="involvedObject.name=rbac").items
+    assert {"Created", "Ready"} <= {e.reason for e in events if e.involved_object.kind == "LabServer"}
+    fields = objects.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, "rbac")["metadata"]
+    status_managers = {m["manager"] for m in fields["managedFields"] if m.get("subresource") == "status"}
+    assert status_managers == {"k8s-lab-status"}  # the status is applied under a manager of its own
+    assert refusals(log) == []
+    assert "Not enough permissions" not in log  # kopf's fallback when it may not list/watch CRDs
+
+
+REFUSED = {
+    "list secrets in every namespace": ("GET", "/api/v1/secrets", None),
+    "read secrets in its own namespace": ("GET", f"/api/v1/namespaces/{SYSTEM_NS}/secrets", None),
+    "list namespaces": ("GET", "/api/v1/namespaces", None),
+    "delete a node": ("DELETE", "/api/v1/nodes/kwok-node-0", None),
+    "create a ClusterRole": (
+        "POST",
+        "/apis/rbac.authorization.k8s.io/v1/clusterroles",
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "ClusterRole",
+            "metadata": {"name": "mine"},
+            "rules": [{"apiGroups": ["*"], "resources": ["*"], "verbs": ["*"]}],
+        },
+    ),
+    "create a pod": (
+        "POST",
+        "/api/v1/namespaces/default/pods",
+        {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": "p"},
+            "spec": {"containers": [{"name": "c", "image": "busybox"}]},
+        },
+    ),
+    "delete a Deployment": ("DELETE", "/apis/apps/v1/namespaces/default/deployments/any", None),
+    "change a LabServer's spec": (
+        "PUT",
+        f"/apis/{GROUP}/{VERSION}/namespaces/default/{PLURAL}/any",
+        a_labserver("any"),
+    ),
+}
+
+
+@pytest.mark.parametrize("attempt", list(REFUSED))
+def test_the_operators_identity_is_refused_what_its_role_does_not_grant(
+    attempt: str, operator_identity: Identity
+) -> None:
+    method, path, body = REFUSED[attempt]
+    status, answer = operator_identity.http().request(method, path, body)
+    assert status == 403, answer
+    # Refused by RBAC as *this* user, not turned away as anonymous or with a bad token.
+    assert f'User "{SA_USER}" cannot' in answer["message"]
+
+
+def test_the_operators_identity_may_list_labservers_everywhere(operator_identity: Identity) -> None:
+    status, answer = operator_identity.http().request("GET", f"/apis/{GROUP}/{VERSION}/{PLURAL}")
+    assert status == 200, answer
