@@ -7,7 +7,6 @@ users run it (``tests.support.operator.OperatorProcess``), any number of incarna
 logging into one ``LogBook`` that remembers where each fault began and ended, so that the log
 oracle can tell an error caused by the fault from one that is a bug; ``measure`` times a wait
 and keeps the figure for the session's summary (README "Failure modes", BENCHMARKS.md).
-Neighbours: ``oracles`` (the checks), ``conftest`` (fixtures), ``mutations`` (random specs).
 """
 
 from __future__ import annotations
