@@ -175,7 +175,7 @@ class LeaderElector:
             while not await self._try_acquire_or_renew():
                 if self._observed is not None and self._held_by_other(self._observed):
                     return  # taken over: no point retrying until the deadline
-                if self._clock.now() + self.config.retry_period >= deadline:
+                if self._clock.now() >= deadline:
                     return
                 await self._clock.sleep(self.config.retry_period)
 
@@ -241,7 +241,8 @@ class LeaderElector:
         )
 
     async def release(self) -> bool:
-        """Give the lease up (holder "", leaseDurationSeconds 1) if we still hold it."""
+        """Give the lease up (holder "", leaseDurationSeconds 1) if we still hold it; call it
+        once ``run`` was cancelled (else the next renewal takes the lease again)."""
         if self._observed is None or self._observed.holder != self.config.identity:
             return False
         self.leading = False
