@@ -177,13 +177,17 @@ class Controller:
 
     async def enqueue(self, key: Key) -> None:
         """Backpressure on purpose: a full queue parks this kopf handler (see workqueue's docstring)."""
-        if self.leading:  # a standby drops keys: its cache has them, becoming leader resyncs
+        if self.leading:
             await self.runtime.enqueue(key)
+        else:  # a standby drops keys: its cache has them, and becoming leader resyncs
+            self.runtime.primed.set()  # kopf's first event: the cache is complete
 
     async def enqueue_owner(self, child: Mapping[str, Any]) -> None:
         """A Deployment's or Service's event: its controlling LabServer's key, if it has one."""
         if self.leading:
             await self.runtime.enqueue_owner(child)
+        else:
+            self.runtime.primed.set()
 
     def resync(self) -> int:
         """Re-add every cached LabServer without waiting; returns how many did not fit."""

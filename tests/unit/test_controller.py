@@ -275,6 +275,7 @@ async def test_a_standby_runs_no_workers_and_drops_keys() -> None:
     try:
         await setup.controller.enqueue(("lab", "a"))
         assert len(setup.controller.queue) == 0
+        assert setup.controller.primed.is_set()  # the periodic resync will run once it leads
         assert not setup.controller.pool.running
         assert setup.master_status() == 0
         assert setup.controller._ready() and setup.controller._healthy()
