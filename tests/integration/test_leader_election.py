@@ -2,7 +2,8 @@
 killed or stopped leader is replaced (the hand-over times are printed, never asserted).
 
 Each replica has its own POD_NAME (its identity) and its own field manager, so managedFields
-tell who wrote what. Short lease timings (4 s / 3 s / 1 s) keep the module fast.
+tell who wrote what. Short lease timings (4 s / 3 s / 1 s) keep the module fast. One replica is
+cut off from the apiserver by a TCP proxy (``tests.support.tcpproxy``) to show the fence.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +21,7 @@ from kubernetes.client import ApiClient, CoordinationV1Api
 from tests.support.cluster import Cluster
 from tests.support.lab import Lab, a_labserver
 from tests.support.operator import OperatorProcess
+from tests.support.tcpproxy import TcpProxy, kubeconfig_through, upstream_of
 from tests.support.waiting import NotYet, eventually
 
 pytestmark = pytest.mark.cluster
@@ -131,3 +134,69 @@ def test_a_stopped_leader_releases_the_lease_for_a_quick_hand_over(
         log = leader.log.read_text()
         assert "lease released" in log, log[-2000:]
         print(f"SIGTERM hand-over: old leader exited after {stopped:.1f}s, new leader after {led:.1f}s")
+
+
+def logged_at(log: str, message: str) -> datetime:
+    """When the last line with ``message`` was logged (kopf's ``[YYYY-mm-dd HH:MM:SS,mmm]``)."""
+    lines = [line for line in log.splitlines() if message in line]
+    assert lines, f"no {message!r} in the log"
+    return datetime.strptime(lines[-1][1:24], "%Y-%m-%d %H:%M:%S,%f")
+
+
+def test_a_leader_cut_off_from_the_apiserver_stops_before_a_standby_takes_over(
+    full_cluster: Cluster, api: ApiClient, namespace: str, tmp_path: Path
+) -> None:
+    lab = Lab(api, namespace)
+    proxy = TcpProxy(*upstream_of(full_cluster.kubeconfig))
+    proxy.start()
+    cut_off = OperatorProcess(
+        kubeconfig_through(proxy, full_cluster.kubeconfig, tmp_path / "proxied.kubeconfig"),
+        tmp_path / "op-0.log",
+        leader_elect="true",
+        leader_election_namespace=namespace,
+        **TIMINGS,
+    )
+    cut_off.extra_env["POD_NAME"] = "op-0"
+    standby = OperatorProcess(
+        full_cluster.kubeconfig,
+        tmp_path / "op-1.log",
+        leader_elect="true",
+        leader_election_namespace=namespace,
+        **TIMINGS,
+    )
+    standby.extra_env["POD_NAME"] = "op-1"
+    try:
+        cut_off.start()
+        assert the_leader([cut_off]) is cut_off
+        standby.start()
+        assert the_leader([cut_off, standby]) is cut_off
+        lab.create(a_labserver("before", replicas=1))
+        eventually(lambda: lab.is_ready("before"), timeout=120, what="before Ready")
+        deployment_uid = lab.deployment("before").metadata.uid
+        ready_since = lab.condition("before", "Ready")["lastTransitionTime"]
+
+        started = time.monotonic()
+        proxy.pause()
+        assert the_leader([standby]) is standby
+        led = time.monotonic() - started
+        popen = cut_off.proc.popen if cut_off.proc is not None else None
+        assert popen is not None
+        assert eventually(lambda: popen.poll() is not None, timeout=60, what="op-0 exits")
+        assert popen.returncode == 1  # exits non-zero: the kubelet would restart it as a standby
+        # The old leader stopped (its workers cut, its fence shut) before the standby led.
+        stopped = logged_at(cut_off.log.read_text(), "stopped leading")
+        took_over = logged_at(standby.log.read_text(), "became leader")
+        assert stopped < took_over, (stopped, took_over)
+
+        lab.create(a_labserver("after", replicas=1))
+        eventually(lambda: lab.is_ready("after"), timeout=120, what="after Ready")
+        proxy.resume()
+        assert lab.deployment("before").metadata.uid == deployment_uid  # no child created twice
+        assert lab.condition("before", "Ready")["lastTransitionTime"] == ready_since  # no flip-flop
+        assert lab.is_ready("before")
+        print(f"cut-off failover: new leader {led:.1f}s after the cut; old leader stopped at {stopped}")
+    finally:
+        for op in (cut_off, standby):
+            op.stop()
+            print(f"--- {op.extra_env['POD_NAME']} log tail ---\n" + op.log_tail())
+        proxy.stop()
