@@ -322,3 +322,19 @@ async def test_a_lost_lease_stops_the_workers_and_exits_1() -> None:
             setup.controller.fence()
     finally:
         await setup.controller.stop()
+
+
+async def test_healthz_fails_when_the_election_task_died() -> None:
+    leases = FakeLeases()
+    leases.record = LeaseRecord(holder="other", lease_duration=4, renew_time="t", resource_version="1")
+    setup = Elected(leases)
+    await setup.controller.start()
+    try:
+        assert setup.controller._healthy()
+        assert setup.controller._election is not None
+        setup.controller._election.cancel()
+        await until(lambda: setup.controller._election is not None and setup.controller._election.done())
+        assert not setup.controller._healthy()
+        assert setup.controller._ready()  # a standby stays ready; liveness restarts it
+    finally:
+        await setup.controller.stop()
