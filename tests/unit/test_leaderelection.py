@@ -14,7 +14,7 @@ from dataclasses import replace
 import pytest
 from tests.support.fakes import FakeLeases
 
-from labop.runtime.clock import FakeClock
+from labop.runtime.clock import FakeClock, MonotonicClock
 from labop.runtime.leaderelection import (
     ElectionConfig,
     LeaderElector,
@@ -231,3 +231,26 @@ def test_a_released_lease_has_no_holder_field() -> None:
     body = lease_body("l", "ns", LeaseRecord(holder="", lease_duration=1, resource_version="3"))
     assert "holderIdentity" not in body["spec"]
     assert body["spec"]["leaseDurationSeconds"] == 1
+
+
+async def test_a_renewal_hanging_past_the_renew_deadline_stops_the_leader() -> None:
+    leases = FakeLeases()
+    a = Replica("a", leases, FakeClock(start=0.0))
+    a.elector.config = ElectionConfig(
+        name="lease", identity="a", lease_duration=0.4, renew_deadline=0.3, retry_period=0.1
+    )
+    a.elector._clock = MonotonicClock()  # real time: the hang is real
+    hang = asyncio.Event()
+
+    async def hanging_get() -> LeaseRecord | None:
+        if leases.record is not None:
+            await hang.wait()  # never set: a blackholed connection
+        return leases.record
+
+    leases.get = hanging_get  # type: ignore[method-assign]
+    task = asyncio.create_task(a.elector.run())
+    try:
+        await asyncio.wait_for(task, timeout=5)
+        assert a.events == ["started", "stopped"]
+    finally:
+        task.cancel()

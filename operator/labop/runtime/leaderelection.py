@@ -27,6 +27,7 @@ unit tests drive the election with an in-memory fake and a fake clock.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import socket
@@ -172,12 +173,22 @@ class LeaderElector:
         while True:
             await self._clock.sleep(self.config.retry_period)
             deadline = (self._renewed_at or self._clock.now()) + self.config.renew_deadline
-            while not await self._try_acquire_or_renew():
+            while not await self._attempt_until(deadline):
                 if self._observed is not None and self._held_by_other(self._observed):
                     return  # taken over: no point retrying until the deadline
                 if self._clock.now() >= deadline:
                     return
                 await self._clock.sleep(self.config.retry_period)
+
+    async def _attempt_until(self, deadline: float) -> bool:
+        """One renewal that gives up at ``deadline``: a request hanging on a dead connection
+        (the client's own retries can take several timeouts) must not hold the leader past it."""
+        try:
+            async with asyncio.timeout(max(0.0, deadline - self._clock.now())):
+                return await self._try_acquire_or_renew()
+        except TimeoutError:
+            log_event(log, "lease renewal timed out", logging.WARNING, lease=self.config.name)
+            return False
 
     def _held_by_other(self, record: LeaseRecord) -> bool:
         return bool(record.holder) and record.holder != self.config.identity
