@@ -77,7 +77,8 @@ async def start_controller(
     follow_kopf_log_format()
     ours: OperatorSettings = memo.get(SETTINGS_MEMO_KEY) or from_env(os.environ)
     configure_kopf(settings, ours)
-    client = load_client()
+    # With leader election no silent resend by urllib3: every write passes the fence (kubeapi).
+    client = load_client(retries=0) if ours.leader_elect else load_client()
     api = KubeApi(
         client,
         field_manager=ours.field_manager,

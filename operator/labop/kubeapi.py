@@ -93,13 +93,22 @@ def apply_body(obj: dict[str, Any]) -> bytes:
     return _YAML_UNSAFE.sub(lambda m: f"\\u{ord(m.group()):04x}", text).encode()
 
 
-def load_client() -> ApiClient:
-    """In-cluster credentials when running in a pod, else the kubeconfig (KUBECONFIG or ~/.kube)."""
+def load_client(*, retries: int | None = None) -> ApiClient:
+    """In-cluster credentials when running in a pod, else the kubeconfig (KUBECONFIG or ~/.kube).
+
+    ``retries=0``: urllib3 does not resend a request on its own. With leader election a write
+    must pass the fence each time it is sent; urllib3's silent retry would send it again later,
+    unchecked (a failed write is retried by the worker pool instead, through the fence).
+    """
     try:
         kubernetes.config.load_incluster_config()  # type: ignore[no-untyped-call]  # unannotated in the client
     except kubernetes.config.ConfigException:
         kubernetes.config.load_kube_config()  # type: ignore[no-untyped-call]  # unannotated in the client
-    return ApiClient()
+    if retries is None:
+        return ApiClient()
+    config = kubernetes.client.Configuration.get_default_copy()
+    config.retries = retries
+    return ApiClient(config)
 
 
 class KubeApi:
