@@ -191,6 +191,10 @@ bench: bench-queue bench-server bench-operator bench-pod ## Run every benchmark.
 bench-queue: venv ## Work queue: add+get+done cycles/s (1, 4, 16 workers) vs asyncio.Queue; memory at 100k keys.
 	$(PY) bench/bench_queue.py
 
+.PHONY: bench-failover
+bench-failover: venv bins ## Leader failover after SIGKILL and SIGTERM (p50/p95 of 10 trials), a standby's idle RSS and CPU.
+	$(PY) bench/bench_failover.py
+
 .PHONY: bench-operator
 bench-operator: venv bins ## Operator end to end: 100 LabServers to Ready with 1, 2, 4, 8 workers on the local cluster.
 	$(PY) bench/bench_operator.py

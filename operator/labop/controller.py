@@ -5,17 +5,21 @@ the queueing, the workers and the resync; this module says what to reconcile (La
 the Deployments and Services they own) and with what (``Reconciler``), and serves ``/metrics``,
 ``/healthz`` and ``/readyz``. Child events map to the owner's key, and a same-named child no
 LabServer controls maps to the LabServer of that name (so a ChildConflict clears as soon as
-the stranger goes).
+the stranger goes). With leader election every replica watches and caches, but only the one
+holding the Lease runs the workers; keys reaching a standby are dropped (its cache keeps the
+objects, and becoming leader enqueues every cached LabServer).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import Mapping
+import os
+from collections.abc import Callable, Mapping
 from typing import Any
 
-from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector
+from prometheus_client import CollectorRegistry, Gauge, GCCollector, PlatformCollector, ProcessCollector
 
 from labkit.logs import log_event
 from labop.cache import Cache
@@ -23,9 +27,10 @@ from labop.kubeapi import KubeApiLike
 from labop.monitoring import Listener, make_health_app, make_metrics_app, serve
 from labop.naming import GROUP, KIND
 from labop.reconciler import Reconciler
-from labop.recorder import EventRecorder
+from labop.recorder import NORMAL, EventRecorder
 from labop.runtime import ControllerBuilder, Key
-from labop.settings import OperatorSettings
+from labop.runtime.leaderelection import ElectionConfig, LeaderElector, LeaseClient, default_identity
+from labop.settings import OperatorSettings, election_namespace
 
 NAME = "labserver"
 log = logging.getLogger("labop.controller")
@@ -46,7 +51,13 @@ class Controller:
         cache: Cache,
         api: KubeApiLike,
         registry: CollectorRegistry | None = None,
+        *,
+        lease_client: LeaseClient | None = None,
+        identity: str = "",
+        exit_process: Callable[[int], None] = os._exit,
     ) -> None:
+        """With ``lease_client`` (and ``settings.leader_elect``), the workers run only while this
+        replica leads; on a lost lease it stops them and calls ``exit_process(1)``."""
         self.settings = settings
         self.cache = cache
         self.api = api
@@ -81,16 +92,102 @@ class Controller:
         self.pool = self.runtime.pool
         self.primed = self.runtime.primed
         self._listeners: list[Listener] = []
+        self._exit = exit_process
+        self._started = False
+        self.elector: LeaderElector | None = None
+        self._election: asyncio.Task[None] | None = None
+        if settings.leader_elect and lease_client is not None:
+            self.elector = self._new_elector(lease_client, identity or default_identity())
+
+    # --- leader election --------------------------------------------------------------------
+
+    def _new_elector(self, client: LeaseClient, identity: str) -> LeaderElector:
+        s = self.settings
+        config = ElectionConfig(
+            name=s.leader_election_id,
+            identity=identity,
+            lease_duration=s.lease_duration,
+            renew_deadline=s.renew_deadline,
+            retry_period=s.retry_period,
+        )
+        self._master = Gauge(
+            "leader_election_master_status",
+            "1 if this replica leads the named lease, else 0 (client-go's metric)",
+            ["name"],
+            registry=self.registry,
+        ).labels(name=config.name)
+        self._master.set(0)
+        return LeaderElector(
+            config,
+            client,
+            on_started_leading=self._started_leading,
+            on_stopped_leading=self._stopped_leading,
+            on_new_leader=lambda holder: log_event(log, "leader observed", lease=config.name, leader=holder),
+        )
+
+    @property
+    def leading(self) -> bool:
+        """True without leader election; else whether this replica holds the lease."""
+        return self.elector is None or self.elector.leading
+
+    def fence(self) -> float:
+        """For ``KubeApi``: seconds a write may take, or LeaseLost (see ``leaderelection``)."""
+        return float("inf") if self.elector is None else self.elector.fence()
+
+    async def _started_leading(self) -> None:
+        self._master.set(1)
+        await self.runtime.start()
+        skipped = self.runtime.resync()  # every cached LabServer: the standby's cache is warm
+        log_event(log, "leading: workers started", controller=NAME, resync_skipped=skipped)
+        await self._lease_event("became leader")
+
+    async def _stopped_leading(self) -> None:
+        """Stop at once, within what is left of the lease, then exit non-zero (see README)."""
+        self._master.set(0)
+        assert self.elector is not None
+        await self.runtime.stop(timeout=self.elector.margin())
+        log_event(log, "lease lost: exiting", logging.ERROR, controller=NAME, exit_code=1)
+        self._exit(1)
+
+    async def _lease_event(self, message: str) -> None:
+        assert self.elector is not None
+        name, identity = self.elector.config.name, self.elector.config.identity
+        lease = {
+            "apiVersion": "coordination.k8s.io/v1",
+            "kind": "Lease",
+            "metadata": {"name": name, "namespace": self.lease_namespace},
+        }
+        await EventRecorder(self.api).record(lease, NORMAL, "LeaderElection", f"{identity} {message}")
+
+    @property
+    def lease_namespace(self) -> str:
+        return election_namespace(self.settings)
+
+    def _healthy(self) -> bool:
+        if self.elector is None:
+            return self.pool.running
+        election_alive = self._election is not None and not self._election.done()
+        return election_alive and (not self.elector.leading or self.pool.running)
+
+    def _ready(self) -> bool:
+        # A standby is ready: it watches and caches; it only does not lead (README).
+        return self.pool.running if self.elector is None else self._started
 
     # --- producers (kopf handlers) --------------------------------------------------------
 
     async def enqueue(self, key: Key) -> None:
         """Backpressure on purpose: a full queue parks this kopf handler (see workqueue's docstring)."""
-        await self.runtime.enqueue(key)
+        if self.leading:
+            await self.runtime.enqueue(key)
+        else:  # a standby drops keys: its cache has them, and becoming leader resyncs
+            self.runtime.primed.set()  # kopf's first event: the cache is complete
 
     async def enqueue_owner(self, child: Mapping[str, Any]) -> None:
         """A Deployment's or Service's event: its controlling LabServer's key, if it has one."""
-        await self.runtime.enqueue_owner(child)
+        if self.leading:
+            await self.runtime.enqueue_owner(child)
+        else:
+            self.runtime.primed.set()
 
     def resync(self) -> int:
         """Re-add every cached LabServer without waiting; returns how many did not fit."""
@@ -107,18 +204,19 @@ class Controller:
             raise
 
     async def _start(self) -> None:
-        await self.runtime.start()
+        if self.elector is None:
+            await self.runtime.start()
+        else:
+            self._election = asyncio.create_task(self.elector.run(), name=f"{NAME}-election")
         s = self.settings
         if s.metrics_port:
             metrics = make_metrics_app(self.registry)
             self._listeners.append(await serve(metrics, s.bind_address, s.metrics_port))
         if s.health_port:
-            health = make_health_app(
-                # Ready once the workers run: kopf itself holds every handler back until each
-                # watched kind was listed once, so no key is reconciled from a partial cache.
-                lambda: self.pool.running,
-                lambda: self.pool.running,
-            )
+            # Ready once the workers run (a standby: once started): kopf itself holds every
+            # handler back until each watched kind was listed once, so no key is reconciled
+            # from a partial cache.
+            health = make_health_app(self._healthy, self._ready)
             self._listeners.append(await serve(health, s.bind_address, s.health_port))
         log_event(
             log,
@@ -128,10 +226,19 @@ class Controller:
             queue_size=s.queue_size,
             resync_seconds=s.resync_seconds,
             ports=",".join(str(lst.port) for lst in self._listeners),
+            leader_elect=self.elector is not None,
         )
+        self._started = True
 
     async def stop(self) -> None:
+        """Drain the workers (still renewing the lease meanwhile), then release the lease."""
         await self.runtime.stop()
+        if self._election is not None:
+            self._election.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._election
+        if self.elector is not None and await self.elector.release():
+            self._master.set(0)
         for listener in self._listeners:
             await listener.runner.cleanup()
         self.api.close()

@@ -19,9 +19,9 @@ import kopf
 from labkit.logs import with_fields
 from labop.cache import Cache, Key, child_entry, labserver_entry
 from labop.controller import Controller
-from labop.kubeapi import KubeApi, load_client
+from labop.kubeapi import KubeApi, KubeLeaseClient, load_client
 from labop.naming import GROUP, PLURAL, VERSION
-from labop.settings import OperatorSettings, from_env
+from labop.settings import OperatorSettings, election_namespace, from_env
 
 SETTINGS_MEMO_KEY = "labop_settings"
 # What the indexes hold per key: a LabServer entry, or a child entry (see ``cache``).
@@ -29,7 +29,7 @@ Entries = kopf.Index[Key, dict[str, Any]]
 
 
 def configure_kopf(kopf_settings: kopf.OperatorSettings, settings: OperatorSettings) -> None:
-    # We elect no leader through kopf's peering objects: one replica, standalone.
+    # No kopf peering (it pauses by priority): leader election, when on, is ours (a Lease).
     kopf_settings.peering.standalone = True
     kopf_settings.posting.level = logging.WARNING
     # Bounded watch requests: a stream that silently stalls is reopened (kopf #585, #957).
@@ -77,13 +77,22 @@ async def start_controller(
     follow_kopf_log_format()
     ours: OperatorSettings = memo.get(SETTINGS_MEMO_KEY) or from_env(os.environ)
     configure_kopf(settings, ours)
+    # With leader election no silent resend by urllib3: every write passes the fence (kubeapi).
+    client = load_client(retries=0) if ours.leader_elect else load_client()
     api = KubeApi(
-        load_client(),
+        client,
         field_manager=ours.field_manager,
         threads=max(4, 2 * ours.workers),
         timeout=ours.api_timeout,
+        fence=(lambda: _controller(memo).fence()) if ours.leader_elect else None,
     )
-    memo.controller = Controller(ours, Cache(labserver_index, deployment_index, service_index), api)
+    lease_client = None
+    if ours.leader_elect:
+        lease_client = KubeLeaseClient(
+            client, ours.leader_election_id, election_namespace(ours), timeout=ours.renew_deadline
+        )
+    cache = Cache(labserver_index, deployment_index, service_index)
+    memo.controller = Controller(ours, cache, api, lease_client=lease_client)
     await memo.controller.start()
 
 

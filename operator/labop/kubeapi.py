@@ -4,7 +4,9 @@ Role: server-side apply of children and of the status subresource, Events. Every
 runs on a small thread pool of its own (never on the event loop). Every failure, an error answer
 or no answer at all, comes out as an ``ApiError`` (``apierrors`` says what each kind means).
 ``KubeApiLike`` is the protocol its users depend on, so unit tests can pass a fake.
-Reads do not come here: they come from kopf's indexes (``cache``).
+Reads do not come here: they come from kopf's indexes (``cache``). With leader election, every
+write first passes the elector's ``fence`` (see ``labop.runtime.leaderelection``), and
+``KubeLeaseClient`` is the election's Lease client (get/create/update, each in a thread).
 """
 
 from __future__ import annotations
@@ -15,18 +17,29 @@ import json
 import re
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Protocol, TypeVar
 
 import kubernetes
-from kubernetes.client import ApiClient, AppsV1Api, CoreV1Api
+from kubernetes.client import ApiClient, AppsV1Api, CoordinationV1Api, CoreV1Api
 from kubernetes.client.exceptions import ApiException
 from urllib3.exceptions import HTTPError as TransportError
 
 from labop.apierrors import ApiError, Conflict, Gone, NotFound, translate, unreachable
 from labop.naming import GROUP, PLURAL, VERSION
+from labop.runtime.leaderelection import LeaseConflict, LeaseLost, LeaseRecord, lease_body, record_of
 
-__all__ = ["ApiError", "Applied", "Conflict", "Gone", "KubeApi", "KubeApiLike", "NotFound", "apply_body"]
+__all__ = [
+    "ApiError",
+    "Applied",
+    "Conflict",
+    "Gone",
+    "KubeApi",
+    "KubeApiLike",
+    "KubeLeaseClient",
+    "NotFound",
+    "apply_body",
+]
 
 T = TypeVar("T")
 APPLY = "application/apply-patch+yaml"
@@ -80,17 +93,34 @@ def apply_body(obj: dict[str, Any]) -> bytes:
     return _YAML_UNSAFE.sub(lambda m: f"\\u{ord(m.group()):04x}", text).encode()
 
 
-def load_client() -> ApiClient:
-    """In-cluster credentials when running in a pod, else the kubeconfig (KUBECONFIG or ~/.kube)."""
+def load_client(*, retries: int | None = None) -> ApiClient:
+    """In-cluster credentials when running in a pod, else the kubeconfig (KUBECONFIG or ~/.kube).
+
+    ``retries=0``: urllib3 does not resend a request on its own. With leader election a write
+    must pass the fence each time it is sent; urllib3's silent retry would send it again later,
+    unchecked (a failed write is retried by the worker pool instead, through the fence).
+    """
     try:
         kubernetes.config.load_incluster_config()  # type: ignore[no-untyped-call]  # unannotated in the client
     except kubernetes.config.ConfigException:
         kubernetes.config.load_kube_config()  # type: ignore[no-untyped-call]  # unannotated in the client
-    return ApiClient()
+    if retries is None:
+        return ApiClient()
+    config = kubernetes.client.Configuration.get_default_copy()
+    config.retries = retries
+    return ApiClient(config)
 
 
 class KubeApi:
-    def __init__(self, client: ApiClient, *, field_manager: str, threads: int, timeout: float) -> None:
+    def __init__(
+        self,
+        client: ApiClient,
+        *,
+        field_manager: str,
+        threads: int,
+        timeout: float,
+        fence: Callable[[], float] | None = None,
+    ) -> None:
         self._client = client
         self._apps = AppsV1Api(client)
         self._core = CoreV1Api(client)
@@ -98,10 +128,22 @@ class KubeApi:
         self.status_manager = field_manager + STATUS_MANAGER_SUFFIX
         self._timeout = timeout
         self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="kubeapi")
+        self._fence = fence
+
+    def _fenced_timeout(self) -> float:
+        """The request's timeout; with leader election, cut to the time left on the lease, and
+        LeaseLost (as an ApiError with no status) when the lease may already be gone."""
+        if self._fence is None:
+            return self._timeout
+        try:
+            return min(self._timeout, self._fence())
+        except LeaseLost as err:
+            raise ApiError(0, f"not sent: {err}") from err
 
     async def _call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Every call here is a write (reads come from the cache): each passes the fence first."""
         loop = asyncio.get_running_loop()
-        call = functools.partial(fn, *args, _request_timeout=self._timeout, **kwargs)
+        call = functools.partial(fn, *args, _request_timeout=self._fenced_timeout(), **kwargs)
         try:
             return await loop.run_in_executor(self._pool, call)
         except ApiException as err:
@@ -189,3 +231,41 @@ class KubeApi:
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
         self._client.close()  # type: ignore[no-untyped-call]  # unannotated in the client
+
+
+class KubeLeaseClient:
+    """``LeaseClient`` over the official client's CoordinationV1Api; every call in a thread."""
+
+    def __init__(self, api_client: ApiClient, name: str, namespace: str, *, timeout: float) -> None:
+        self._api = CoordinationV1Api(api_client)
+        self._serialize = api_client.sanitize_for_serialization
+        self.name = name
+        self.namespace = namespace
+        self._timeout = timeout
+
+    async def _call(self, fn: Callable[..., Any], *args: Any) -> dict[str, Any] | None:
+        try:
+            lease = await asyncio.to_thread(fn, *args, _request_timeout=self._timeout)
+        except ApiException as err:
+            if err.status == 409:
+                raise LeaseConflict(str(err.reason)) from err
+            if err.status == 404:
+                return None
+            raise
+        result: dict[str, Any] = self._serialize(lease)  # type: ignore[no-untyped-call]  # unannotated in the client
+        return result
+
+    async def get(self) -> LeaseRecord | None:
+        lease = await self._call(self._api.read_namespaced_lease, self.name, self.namespace)
+        return None if lease is None else record_of(lease)
+
+    async def create(self, record: LeaseRecord) -> LeaseRecord:
+        body = lease_body(self.name, self.namespace, replace(record, resource_version=""))
+        return record_of(await self._call(self._api.create_namespaced_lease, self.namespace, body) or {})
+
+    async def update(self, record: LeaseRecord) -> LeaseRecord:
+        body = lease_body(self.name, self.namespace, record)
+        lease = await self._call(self._api.replace_namespaced_lease, self.name, self.namespace, body)
+        if lease is None:
+            raise LeaseConflict(f"lease {self.name} is gone")
+        return record_of(lease)

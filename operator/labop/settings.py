@@ -42,6 +42,16 @@ class OperatorSettings:
     field_manager: str = field(default=FIELD_MANAGER, metadata={"help": "server-side apply field manager"})
     shutdown_timeout: float = field(default=30.0, metadata={"help": "grace for in-flight reconciles"})
     api_timeout: float = field(default=30.0, metadata={"help": "timeout of one API request, seconds"})
+    leader_elect: bool = field(
+        default=False, metadata={"help": "elect a leader on a Lease; only the leader reconciles"}
+    )
+    leader_election_namespace: str = field(
+        default="", metadata={"help": "the Lease's namespace (empty = the pod's, else default)"}
+    )
+    leader_election_id: str = field(default="k8s-lab-operator", metadata={"help": "the Lease's name"})
+    lease_duration: float = field(default=15.0, metadata={"help": "how long a standby waits, seconds"})
+    renew_deadline: float = field(default=10.0, metadata={"help": "the leader's renewal deadline, seconds"})
+    retry_period: float = field(default=2.0, metadata={"help": "period of each election attempt, seconds"})
     log_format: str = field(
         default="full",
         metadata={"help": "plain, full or json (python -m labop; with kopf run: --log-format)"},
@@ -65,6 +75,11 @@ class OperatorSettings:
                 f"log_format must be one of {', '.join(LOG_FORMATS)}, not {self.log_format!r}"
             )
 
+        if not self.lease_duration > self.renew_deadline > self.retry_period > 0:
+            raise SettingsError("lease_duration > renew_deadline > retry_period > 0 must hold")
+        if self.leader_elect and not self.leader_election_id:
+            raise SettingsError("leader_election_id must not be empty")
+
     @property
     def clusterwide(self) -> bool:
         return not self.namespaces
@@ -78,9 +93,36 @@ def flag_name(field_name: str) -> str:
     return "--" + field_name.replace("_", "-")
 
 
+TRUE, FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off", "")
+
+
+def _boolean(raw: str) -> bool:
+    if raw.strip().lower() in TRUE:
+        return True
+    if raw.strip().lower() in FALSE:
+        return False
+    raise ValueError(f"not a boolean (one of {', '.join(TRUE + FALSE[:-1])})")
+
+
+SERVICE_ACCOUNT_NAMESPACE = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
+
+
+def election_namespace(settings: OperatorSettings, sa_file: str = SERVICE_ACCOUNT_NAMESPACE) -> str:
+    """The Lease's namespace: the setting, else the pod's (its service account's), else default."""
+    if settings.leader_election_namespace:
+        return settings.leader_election_namespace
+    try:
+        with open(sa_file, encoding="utf-8") as f:
+            return f.read().strip() or "default"
+    except OSError:
+        return "default"
+
+
 def _convert(source: str, raw: str, default: object) -> object:
     """``raw`` as the type of ``default``; ``source`` names the variable or flag in the error."""
     try:
+        if isinstance(default, bool):  # before int: a bool is an int
+            return _boolean(raw)
         if isinstance(default, tuple):
             return tuple(part.strip() for part in raw.split(",") if part.strip())
         if isinstance(default, int):
@@ -111,7 +153,9 @@ def parse_args(argv: Sequence[str], env: Mapping[str, str]) -> OperatorSettings:
         default = getattr(from_environment, f.name)
         shown = ",".join(default) if isinstance(default, tuple) else default
         help_text = f"{f.metadata['help']} (default {shown!r}; env {env_name(f.name)})"
-        parser.add_argument(flag_name(f.name), dest=f.name, default=None, help=help_text)
+        # A boolean flag alone means true (--leader-elect), or takes a value (--leader-elect=false).
+        extra: dict[str, Any] = {"nargs": "?", "const": "true"} if isinstance(default, bool) else {}
+        parser.add_argument(flag_name(f.name), dest=f.name, default=None, help=help_text, **extra)
     parsed = parser.parse_args(list(argv))
     changes: dict[str, Any] = {
         f.name: _convert(flag_name(f.name), value, getattr(from_environment, f.name))

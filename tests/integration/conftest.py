@@ -173,8 +173,10 @@ def operator_identity(
     system_namespace: str,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Identity:
-    """deploy/'s ServiceAccount, ClusterRole and ClusterRoleBinding applied for real (not the
-    Deployment: no image runs here), and a kubeconfig holding nothing but that SA's token."""
-    rbac = [d for d in rendered if d["kind"] in ("ServiceAccount", "ClusterRole", "ClusterRoleBinding")]
+    """deploy/'s ServiceAccount, ClusterRole, ClusterRoleBinding and the leases Role and RoleBinding
+    applied for real (not the Deployment: no image runs here), and a kubeconfig holding nothing but
+    that SA's token."""
+    kinds = ("ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding")
+    rbac = [d for d in rendered if d["kind"] in kinds]
     apply(control_plane, rbac)
     return identity_of(control_plane, api, SA, tmp_path_factory.mktemp("identity"))

@@ -51,13 +51,15 @@ def test_the_cluster_role_binding_binds_that_role_to_the_operators_service_accou
     assert binding["subjects"] == [{"kind": "ServiceAccount", "name": SA, "namespace": SYSTEM_NS}]
 
 
-def test_the_operator_deployment_runs_one_hardened_replica_with_its_probes_ports_and_limits(
+def test_the_operator_deployment_runs_two_hardened_electing_replicas_with_probes_ports_and_limits(
     rendered: list[dict[str, Any]],
 ) -> None:
     dep = the_one(rendered, "Deployment")
     assert dep["metadata"]["namespace"] == SYSTEM_NS
-    assert dep["spec"]["replicas"] == 1 and dep["spec"]["strategy"] == {"type": "Recreate"}
+    assert dep["spec"]["replicas"] == 2 and dep["spec"]["strategy"]["type"] == "RollingUpdate"
     pod = dep["spec"]["template"]["spec"]
+    anti = pod["affinity"]["podAntiAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"]
+    assert anti[0]["podAffinityTerm"]["topologyKey"] == "kubernetes.io/hostname"
     assert pod["serviceAccountName"] == SA
     assert pod["securityContext"]["runAsNonRoot"] is True and pod["securityContext"]["runAsUser"] == 65532
     assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
@@ -70,6 +72,24 @@ def test_the_operator_deployment_runs_one_hardened_replica_with_its_probes_ports
     assert c["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "health"}
     assert c["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "health"}
     assert set(c["resources"]) == {"requests", "limits"}
-    env = {e["name"]: e["value"] for e in c["env"]}
+    env = {e["name"]: e.get("value") or e.get("valueFrom") for e in c["env"]}
     assert env["LABOP_METRICS_PORT"] == "8080" and env["LABOP_HEALTH_PORT"] == "8081"
+    assert env["LABOP_LEADER_ELECT"] == "true"
+    assert env["POD_NAME"] == {"fieldRef": {"fieldPath": "metadata.name"}}
     assert c["command"][:3] == ["kopf", "run", "/app/operator/main.py"] and "--standalone" in c["command"]
+
+
+def test_a_disruption_budget_keeps_one_operator_pod(rendered: list[dict[str, Any]]) -> None:
+    pdb = the_one(rendered, "PodDisruptionBudget")
+    dep = the_one(rendered, "Deployment")
+    assert pdb["spec"]["minAvailable"] == 1
+    assert pdb["spec"]["selector"] == dep["spec"]["selector"]
+
+
+def test_the_lease_role_names_its_one_lease_wherever_rbac_can(rendered: list[dict[str, Any]]) -> None:
+    role = the_one(rendered, "Role")
+    assert role["metadata"]["namespace"] == SYSTEM_NS
+    by_verbs = {tuple(r["verbs"]): r.get("resourceNames") for r in role["rules"]}
+    assert by_verbs == {("get", "update"): ["k8s-lab-operator"], ("create",): None}
+    binding = the_one(rendered, "RoleBinding")
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": SA, "namespace": SYSTEM_NS}]

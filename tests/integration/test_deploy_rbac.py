@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from kubernetes.client import ApiClient, AppsV1Api, CoreV1Api, CustomObjectsApi
+from kubernetes.client import ApiClient, AppsV1Api, CoordinationV1Api, CoreV1Api, CustomObjectsApi
 from tests.support.cluster import Cluster
 from tests.support.deploy import GROUP, PLURAL, SA_USER, SYSTEM_NS, VERSION, Identity, a_labserver, refusals
 from tests.support.operator import OperatorProcess
@@ -51,7 +51,13 @@ def test_the_operator_reconciles_a_labserver_to_ready_with_nothing_but_its_servi
     # being deleted, would have its children refused with a 403 by NamespaceLifecycle admission
     # (not RBAC). Let those go first, so that any 403 in the log below is this role's fault.
     eventually(lambda: not terminating_namespaces(api), timeout=120, what="no namespace still terminating")
-    op = OperatorProcess(operator_identity.kubeconfig, tmp_path / "operator.log")
+    # With leader election as deploy/ runs it: the Lease in its own namespace, through the Role.
+    op = OperatorProcess(
+        operator_identity.kubeconfig,
+        tmp_path / "operator.log",
+        leader_elect="true",
+        leader_election_namespace=SYSTEM_NS,
+    )
     op.start()
     objects: Any = CustomObjectsApi(api)
     try:
@@ -78,6 +84,20 @@ def test_the_operator_reconciles_a_labserver_to_ready_with_nothing_but_its_servi
     assert status_managers == {"k8s-lab-status"}  # the status is applied under a manager of its own
     assert refusals(log) == []
     assert "Not enough permissions" not in log  # kopf's fallback when it may not list/watch CRDs
+    assert "became leader" in log and "lease released" in log
+
+
+LEASE = "k8s-lab-operator"
+LEASES = f"/apis/coordination.k8s.io/v1/namespaces/{SYSTEM_NS}/leases"
+
+
+def a_lease(name: str, namespace: str = SYSTEM_NS) -> dict[str, Any]:
+    return {
+        "apiVersion": "coordination.k8s.io/v1",
+        "kind": "Lease",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {"holderIdentity": "rbac-test", "leaseDurationSeconds": 1},
+    }
 
 
 REFUSED = {
@@ -106,6 +126,14 @@ REFUSED = {
         },
     ),
     "delete a Deployment": ("DELETE", "/apis/apps/v1/namespaces/default/deployments/any", None),
+    "read another Lease": ("GET", f"{LEASES}/kube-scheduler-like", None),
+    "list leases": ("GET", LEASES, None),
+    "delete its Lease": ("DELETE", f"{LEASES}/{LEASE}", None),
+    "create a Lease in another namespace": (
+        "POST",
+        "/apis/coordination.k8s.io/v1/namespaces/default/leases",
+        a_lease("elsewhere", "default"),
+    ),
     "change a LabServer's spec": (
         "PUT",
         f"/apis/{GROUP}/{VERSION}/namespaces/default/{PLURAL}/any",
@@ -128,3 +156,24 @@ def test_the_operators_identity_is_refused_what_its_role_does_not_grant(
 def test_the_operators_identity_may_list_labservers_everywhere(operator_identity: Identity) -> None:
     status, answer = operator_identity.http().request("GET", f"/apis/{GROUP}/{VERSION}/{PLURAL}")
     assert status == 200, answer
+
+
+@pytest.mark.cluster
+def test_the_operators_identity_may_create_get_and_update_its_one_lease(
+    operator_identity: Identity, api: ApiClient
+) -> None:
+    http = operator_identity.http()
+    CoordinationV1Api(api).delete_collection_namespaced_lease(SYSTEM_NS)
+    status, created = http.request("POST", LEASES, a_lease(LEASE))
+    assert status == 201, created
+    status, read = http.request("GET", f"{LEASES}/{LEASE}")
+    assert status == 200, read
+    read["spec"]["holderIdentity"] = "rbac-test-2"
+    status, updated = http.request("PUT", f"{LEASES}/{LEASE}", read)
+    assert status == 200, updated
+    # create cannot be restricted by name: another name in its namespace is allowed (deploy/README.md)
+    status, other = http.request("POST", LEASES, a_lease("any-name"))
+    assert status == 201, other
+    status, answer = http.request("PUT", f"{LEASES}/any-name", other)
+    assert status == 403, answer
+    CoordinationV1Api(api).delete_collection_namespaced_lease(SYSTEM_NS)

@@ -1,13 +1,15 @@
-"""Fakes shared by the unit tests: a stand-in for ``labop.kubeapi.KubeApi``."""
+"""Fakes shared by the unit tests: stand-ins for ``labop.kubeapi.KubeApi`` and for a Lease."""
 
 from __future__ import annotations
 
 import asyncio
 import copy
+from dataclasses import replace
 from typing import Any
 
 from labop.apierrors import Conflict
 from labop.kubeapi import Applied
+from labop.runtime.leaderelection import LeaseConflict, LeaseRecord
 
 COUNTS = ("replicas", "updatedReplicas", "readyReplicas", "availableReplicas")
 
@@ -103,3 +105,39 @@ class FakeApi:
     def events(self) -> list[tuple[str, str, str]]:
         """(type, reason, message) of every Event posted, in order."""
         return [(e["type"], e["reason"], e["message"]) for _, e in self.arguments("create_event")]
+
+
+class FakeLeases:
+    """One Lease; ``down`` makes every call fail as an unreachable apiserver would."""
+
+    def __init__(self) -> None:
+        self.record: LeaseRecord | None = None
+        self.version = 0
+        self.down = False
+        self.writes: list[str] = []
+
+    def _check(self) -> None:
+        if self.down:
+            raise OSError("connection refused")
+
+    async def get(self) -> LeaseRecord | None:
+        self._check()
+        return self.record
+
+    async def create(self, record: LeaseRecord) -> LeaseRecord:
+        self._check()
+        if self.record is not None:
+            raise LeaseConflict("exists")
+        return self._store(record)
+
+    async def update(self, record: LeaseRecord) -> LeaseRecord:
+        self._check()
+        if self.record is None or record.resource_version != self.record.resource_version:
+            raise LeaseConflict("stale")
+        return self._store(record)
+
+    def _store(self, record: LeaseRecord) -> LeaseRecord:
+        self.version += 1
+        self.record = replace(record, resource_version=str(self.version))
+        self.writes.append(record.holder)
+        return self.record

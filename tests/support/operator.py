@@ -21,6 +21,7 @@ class OperatorProcess:
     def __init__(self, kubeconfig: Path, log: Path, **settings: str) -> None:
         self.kubeconfig = kubeconfig
         self.kopf_args: tuple[str, ...] = ()  # more flags for `kopf run`, e.g. --log-format=json
+        self.extra_env: dict[str, str] = {}  # variables other than LABOP_*, e.g. POD_NAME
         self.log = log
         self.metrics_port = free_port()
         self.health_port = free_port()
@@ -38,6 +39,7 @@ class OperatorProcess:
             "LABOP_HEALTH_PORT": str(self.health_port),
             "LABOP_BIND_ADDRESS": "127.0.0.1",
             **{f"LABOP_{k.upper()}": v for k, v in self.settings.items()},
+            **self.extra_env,
         }
         argv = [
             sys.executable,
@@ -58,6 +60,17 @@ class OperatorProcess:
         status, body = self._get(self.metrics_port, "/metrics")
         assert status == 200, body
         return body
+
+    def metric(self, name: str) -> float | None:
+        """The value of the one sample ``name`` (with any labels), None if absent or unreachable."""
+        try:
+            text = self.metrics_text()
+        except (OSError, AssertionError):
+            return None
+        for line in text.splitlines():
+            if line.startswith(name + "{") or line.startswith(name + " "):
+                return float(line.rsplit(" ", 1)[1])
+        return None
 
     def stop(self) -> None:
         if self.proc is not None:

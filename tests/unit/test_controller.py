@@ -7,16 +7,17 @@ The Controller gets a fake API, a cache over dicts and its own CollectorRegistry
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
 from prometheus_client import CollectorRegistry
-from tests.support.fakes import FakeApi
+from tests.support.fakes import FakeApi, FakeLeases
 from tests.unit.factories import a_deployment, a_labserver, a_service
 
 from labop.cache import Cache, Key, labserver_entry
 from labop.controller import Controller
+from labop.runtime.leaderelection import LeaseLost, LeaseRecord
 from labop.settings import OperatorSettings
 
 pytestmark = pytest.mark.timeout(10)
@@ -231,3 +232,109 @@ async def test_the_controllers_metrics_go_to_the_registry_it_was_given(started: 
         )
         == 1
     )
+
+
+# --- leader election ------------------------------------------------------------------------
+
+
+class Elected(Setup):
+    """A Controller with leader election on an in-memory Lease; exit_process is recorded."""
+
+    def __init__(self, leases: FakeLeases | None = None, identity: str = "me") -> None:
+        self.labservers = {}
+        self.api = FakeApi()
+        self.registry = CollectorRegistry()
+        self.leases = leases or FakeLeases()
+        self.exits: list[int] = []
+        settings = quiet_settings(leader_elect=True, lease_duration=4.0, renew_deadline=3.0, retry_period=1.0)
+        self.controller = Controller(
+            settings,
+            Cache(self.labservers, {}, {}),
+            self.api,
+            registry=self.registry,
+            lease_client=self.leases,
+            identity=identity,
+            exit_process=self.exits.append,
+        )
+
+    def master_status(self) -> float | None:
+        return self.registry.get_sample_value("leader_election_master_status", {"name": "k8s-lab-operator"})
+
+
+async def until(condition: Callable[[], bool]) -> None:
+    """Poll a plain condition on the loop (the module's timeout is the ceiling)."""
+    while not condition():  # noqa: ASYNC110 - the conditions are plain attributes, no event to wait on
+        await asyncio.sleep(0.01)
+
+
+async def test_a_standby_runs_no_workers_and_drops_keys() -> None:
+    leases = FakeLeases()
+    leases.record = LeaseRecord(holder="other", lease_duration=4, renew_time="t", resource_version="1")
+    setup = Elected(leases)
+    await setup.controller.start()
+    try:
+        await setup.controller.enqueue(("lab", "a"))
+        assert len(setup.controller.queue) == 0
+        assert setup.controller.primed.is_set()  # the periodic resync will run once it leads
+        assert not setup.controller.pool.running
+        assert setup.master_status() == 0
+        assert setup.controller._ready() and setup.controller._healthy()
+    finally:
+        await setup.controller.stop()
+    assert leases.record.holder == "other"  # a standby releases nothing
+
+
+async def test_the_new_leader_starts_its_workers_and_enqueues_every_cached_labserver() -> None:
+    setup = Elected()
+    setup.cache_labserver("a")
+    setup.cache_labserver("b")
+    await setup.controller.start()
+    try:
+        await until(lambda: setup.controller.pool.running)
+        assert setup.master_status() == 1
+        await until(lambda: len([c for c in setup.api.calls if c[0] == "apply_status"]) >= 2)
+        lease_events = [c for c in setup.api.calls if c[0] == "create_event" and "LeaderElection" in str(c)]
+        assert lease_events
+    finally:
+        await setup.controller.stop()
+
+
+async def test_a_graceful_stop_releases_the_lease() -> None:
+    setup = Elected()
+    await setup.controller.start()
+    await until(lambda: setup.controller.pool.running)
+    await setup.controller.stop()
+    assert setup.leases.record is not None
+    assert setup.leases.record.holder == "" and setup.leases.record.lease_duration == 1
+    assert setup.master_status() == 0
+
+
+async def test_a_lost_lease_stops_the_workers_and_exits_1() -> None:
+    setup = Elected()
+    await setup.controller.start()
+    try:
+        await until(lambda: setup.controller.pool.running)
+        setup.leases.down = True
+        await until(lambda: setup.exits == [1])
+        assert not setup.controller.pool.running
+        assert setup.master_status() == 0
+        with pytest.raises(LeaseLost):
+            setup.controller.fence()
+    finally:
+        await setup.controller.stop()
+
+
+async def test_healthz_fails_when_the_election_task_died() -> None:
+    leases = FakeLeases()
+    leases.record = LeaseRecord(holder="other", lease_duration=4, renew_time="t", resource_version="1")
+    setup = Elected(leases)
+    await setup.controller.start()
+    try:
+        assert setup.controller._healthy()
+        assert setup.controller._election is not None
+        setup.controller._election.cancel()
+        await until(lambda: setup.controller._election is not None and setup.controller._election.done())
+        assert not setup.controller._healthy()
+        assert setup.controller._ready()  # a standby stays ready; liveness restarts it
+    finally:
+        await setup.controller.stop()

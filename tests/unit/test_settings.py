@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import pytest
 
 from labop.__main__ import main
-from labop.settings import OperatorSettings, SettingsError, env_name, from_env, parse_args
+from labop.settings import OperatorSettings, SettingsError, election_namespace, env_name, from_env, parse_args
 from labop.spec import DEFAULT_IMAGE
 
 
@@ -191,3 +192,37 @@ def test_the_log_format_is_one_of_kopfs() -> None:
     assert from_env({"LABOP_LOG_FORMAT": "plain"}).log_format == "plain"
     with pytest.raises(SettingsError, match="log_format must be one of plain, full, json"):
         from_env({"LABOP_LOG_FORMAT": "logfmt"})
+
+
+def test_leader_election_is_off_by_default_with_client_gos_timings() -> None:
+    s = OperatorSettings()
+    assert not s.leader_elect
+    assert (s.lease_duration, s.renew_deadline, s.retry_period) == (15.0, 10.0, 2.0)
+
+
+@pytest.mark.parametrize(("raw", "expected"), [("true", True), ("1", True), ("false", False), ("0", False)])
+def test_the_leader_elect_variable_is_a_boolean(raw: str, expected: bool) -> None:
+    assert from_env({"LABOP_LEADER_ELECT": raw}).leader_elect is expected
+
+
+def test_a_leader_elect_variable_that_is_not_a_boolean_is_refused_by_its_name() -> None:
+    with pytest.raises(SettingsError, match="LABOP_LEADER_ELECT"):
+        from_env({"LABOP_LEADER_ELECT": "maybe"})
+
+
+def test_the_leader_elect_flag_alone_means_true_and_takes_a_value_too() -> None:
+    assert parse_args(["--leader-elect"], {}).leader_elect
+    assert not parse_args(["--leader-elect=false"], {"LABOP_LEADER_ELECT": "true"}).leader_elect
+
+
+def test_the_lease_timings_must_be_ordered() -> None:
+    with pytest.raises(SettingsError, match="lease_duration > renew_deadline > retry_period"):
+        from_env({"LABOP_LEASE_DURATION": "5", "LABOP_RENEW_DEADLINE": "6"})
+
+
+def test_the_lease_namespace_is_the_setting_else_the_pods_else_default(tmp_path: Path) -> None:
+    sa = tmp_path / "namespace"
+    sa.write_text("k8s-lab-system\n")
+    assert election_namespace(OperatorSettings(leader_election_namespace="x"), str(sa)) == "x"
+    assert election_namespace(OperatorSettings(), str(sa)) == "k8s-lab-system"
+    assert election_namespace(OperatorSettings(), str(tmp_path / "absent")) == "default"

@@ -6,7 +6,8 @@ operator) can use it, and the LabServer code depends on it, never the other way 
 - `reconcile`: the contract (`Key`, `Result`, `PermanentError`, `TransientError`);
 - `workqueue`, `ratelimit`, `clock`: client-go's work queue semantics, bounded;
 - `workers`: the worker pool and its error policy; `metrics`: controller-runtime's series;
-- `controller`: `ControllerBuilder(...).for_(...).owns(...).complete(reconcile)`.
+- `controller`: `ControllerBuilder(...).for_(...).owns(...).complete(reconcile)`;
+- `leaderelection`: client-go's Lease election on asyncio, and the time fence for writes.
 
 kopf stays the event source: its handlers turn watch events into keys (`Controller.enqueue`)
 or hand owned objects over (`Controller.enqueue_owner`); its indexes are the read cache.

@@ -172,12 +172,14 @@ class Controller:
         if self.options.resync_seconds > 0:
             self._resync_task = asyncio.create_task(self._resync_forever(), name=f"{self.name}-resync")
 
-    async def stop(self) -> None:
+    async def stop(self, timeout: float | None = None) -> None:  # noqa: ASYNC109 - a grace period
+        """Stop the resync and the workers; in-flight reconciles get `timeout` (default: the
+        shutdown timeout) before they are cancelled."""
         if self._resync_task is not None:
             self._resync_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._resync_task
-        await self.pool.stop(timeout=self.options.shutdown_timeout)
+        await self.pool.stop(timeout=self.options.shutdown_timeout if timeout is None else timeout)
 
     async def _resync_forever(self) -> None:
         await self.primed.wait()
