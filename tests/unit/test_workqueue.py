@@ -760,3 +760,19 @@ async def test_producers_blocked_on_a_full_queue_get_in_the_order_they_came() ->
         newcomer.cancel()
     await asyncio.gather(*producers)
     assert taken == ["first", "p1", "p2", "p3"]
+
+
+async def test_a_room_handed_back_by_a_deduped_producer_goes_to_a_parked_key() -> None:
+    # Found by the property test: the only room is promised to a producer blocked on "x"; a
+    # due delayed "x" is parked meanwhile (no room: it is promised) and dedupes the producer,
+    # which hands the room back. The parked key must take it: the FIFO is empty, so no `get`
+    # would ever move it.
+    queue, _ = make_queue(maxsize=1)
+    await queue.add("y")
+    producer = asyncio.create_task(queue.add("x"))
+    await asyncio.sleep(0)  # blocked: the queue is full
+    assert await queue.get() == "y"  # frees the room, promised to the producer
+    queue.add_after("x", 0)  # due now; parked, since the room is promised
+    await producer  # deduped by the parked "x": hands the room back
+    assert (len(queue), queue.parked_count) == (1, 0)
+    assert await queue.get() == "x"

@@ -396,9 +396,6 @@ class WorkQueue(Generic[K]):
 
     def _refill(self) -> None:
         """A `get` made room: parked keys first, then one producer blocked in `add`."""
-        while self._parked and self._has_room():
-            self._fifo.append(self._parked.popleft())
-            self._wake_first(self._getters)
         self._pass_room_on()
 
     # ----------------------------------------------------------------- internals: waiting
@@ -443,6 +440,13 @@ class WorkQueue(Generic[K]):
             raise
 
     def _pass_room_on(self) -> None:
+        """Room is free (a `get`, or a promise handed back unused): parked keys first, then one
+        blocked producer. Race: a key can be parked while the only room is promised to a
+        producer whose own key then gets deduped; the room it hands back must reach the parked
+        key, or that key would wait for a `get` that never comes (the FIFO being empty)."""
+        while self._parked and self._has_room():
+            self._fifo.append(self._parked.popleft())
+            self._wake_first(self._getters)
         if self._has_room() and self._wake_first(self._putters, _ROOM):
             self._promised += 1
 
