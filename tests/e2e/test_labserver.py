@@ -42,6 +42,7 @@ LISTENERS: list[dict[str, Any]] = [
     {"name": "metrics", "port": 9090},
 ]
 READY_TIMEOUT = 240.0
+LEASE = "k8s-lab-operator"  # LABOP_LEADER_ELECTION_ID in deploy/manager/deployment.yaml
 # Messages whose bytes the kubelet's $(VAR) expansion, a shell or an encoding would change.
 NASTY = ["héllo 😀 costs $$5", "$(HOME) and $(", 'quote " back\\slash', "two\nlines\n"]
 
@@ -112,7 +113,7 @@ def rolled_out(lab: Lab, name: str, replicas: int) -> bool:
 def test_operator_runs_in_cluster_as_its_service_account(e2e: E2E) -> None:
     ns = e2e.cluster.kubectl("get", "namespace", OPERATOR_NS, "-o", "jsonpath={.metadata.labels}").stdout
     assert '"pod-security.kubernetes.io/enforce":"restricted"' in ns
-    pod_list = e2e.cluster.kubectl(
+    rows = e2e.cluster.kubectl(
         "get",
         "pods",
         "-n",
@@ -120,10 +121,19 @@ def test_operator_runs_in_cluster_as_its_service_account(e2e: E2E) -> None:
         "-l",
         "app.kubernetes.io/component=operator",
         "-o",
-        "jsonpath={range .items[*]}{.spec.serviceAccountName} {.spec.containers[0].image}"
+        "jsonpath={range .items[*]}{.metadata.name} {.spec.serviceAccountName} {.spec.containers[0].image}"
         " {.spec.nodeName}{'\\n'}{end}",
-    ).stdout.split()
-    assert pod_list == [OPERATOR_DEPLOYMENT, e2e.images.operator, node.NODE_NAME]
+    ).stdout.splitlines()
+    pods = {name: rest for name, *rest in (row.split() for row in rows)}
+    # deploy/ runs two replicas (leader election): each as the ServiceAccount, from the local image.
+    assert list(pods.values()) == [[OPERATOR_DEPLOYMENT, e2e.images.operator, node.NODE_NAME]] * 2
+
+    def leader() -> str:
+        return e2e.cluster.kubectl(
+            "get", "lease", "-n", OPERATOR_NS, LEASE, "-o", "jsonpath={.spec.holderIdentity}", check=False
+        ).stdout
+
+    assert eventually(leader, timeout=60, what="a leader on the Lease") in pods
 
 
 def test_labserver_answers_through_its_service(e2e: E2E, lab: Lab) -> None:
