@@ -62,10 +62,12 @@ class Controller:
         self.cache = cache
         self.api = api
         self.registry = registry or new_registry()
+        identity = identity or default_identity()
+        self.recorder = EventRecorder(api, instance=identity)
         reconciler = Reconciler(
             cache,
             api,
-            EventRecorder(api),
+            self.recorder,
             default_image=settings.default_image,
             reapply_seconds=settings.resync_seconds or 300.0,
         )
@@ -97,7 +99,7 @@ class Controller:
         self.elector: LeaderElector | None = None
         self._election: asyncio.Task[None] | None = None
         if settings.leader_elect and lease_client is not None:
-            self.elector = self._new_elector(lease_client, identity or default_identity())
+            self.elector = self._new_elector(lease_client, identity)
 
     # --- leader election --------------------------------------------------------------------
 
@@ -157,7 +159,7 @@ class Controller:
             "kind": "Lease",
             "metadata": {"name": name, "namespace": self.lease_namespace},
         }
-        await EventRecorder(self.api).record(lease, NORMAL, "LeaderElection", f"{identity} {message}")
+        await self.recorder.record(lease, NORMAL, "LeaderElection", f"{identity} {message}")
 
     @property
     def lease_namespace(self) -> str:

@@ -22,7 +22,13 @@ log = logging.getLogger("labop.recorder")
 
 
 def build_event(
-    ls: Mapping[str, Any], *, type_: str, reason: str, message: str, now: datetime
+    ls: Mapping[str, Any],
+    *,
+    type_: str,
+    reason: str,
+    message: str,
+    now: datetime,
+    instance: str = COMPONENT,
 ) -> dict[str, Any]:
     """A pure builder: the Event object for ``ls`` (tested without a cluster)."""
     meta = ls["metadata"]
@@ -44,7 +50,8 @@ def build_event(
         "message": message[:1024],
         "source": {"component": COMPONENT},
         "reportingComponent": COMPONENT,
-        "reportingInstance": COMPONENT,
+        # Which replica wrote it (its election identity): with standbys, who did what stays visible.
+        "reportingInstance": instance[:128],
         "firstTimestamp": stamp,
         "lastTimestamp": stamp,
         "count": 1,
@@ -52,12 +59,15 @@ def build_event(
 
 
 class EventRecorder:
-    def __init__(self, api: KubeApiLike) -> None:
+    def __init__(self, api: KubeApiLike, *, instance: str = COMPONENT) -> None:
         self._api = api
+        self._instance = instance
 
     async def record(self, ls: Mapping[str, Any], type_: str, reason: str, message: str) -> None:
         meta = ls["metadata"]
-        event = build_event(ls, type_=type_, reason=reason, message=message, now=datetime.now(UTC))
+        event = build_event(
+            ls, type_=type_, reason=reason, message=message, now=datetime.now(UTC), instance=self._instance
+        )
         try:
             await self._api.create_event(meta["namespace"], event)
         except Exception as err:  # an Event must never fail a reconcile

@@ -286,6 +286,61 @@ def test_messages_come_back_byte_for_byte(lab: Lab) -> None:
         lab.delete(name)
 
 
+def test_a_rolling_update_of_the_operator_keeps_labservers_reconciled(e2e: E2E, lab: Lab) -> None:
+    """The operator's 2-replica Deployment rolled (maxSurge 1, maxUnavailable 0: the leader
+    leaves, releases the Lease, a standby or a new pod leads); a spec change made while the
+    rollout runs converges, and the new message is served."""
+    name = "rolled"
+    lab.create(a_labserver(name, replicas=1, message="before the rollout"))
+    wait_ready(lab, name)
+    deployment = f"deployment/{OPERATOR_DEPLOYMENT}"
+    e2e.cluster.kubectl("rollout", "restart", "-n", OPERATOR_NS, deployment)
+    lab.patch_spec(name, {"message": "during the rollout"})
+    # generation, observedGeneration, updatedReplicas, replicas: the rollout is done only when
+    # the new generation is observed and exactly the 2 wanted replicas are all updated.
+    state = e2e.cluster.kubectl(
+        "get",
+        "-n",
+        OPERATOR_NS,
+        deployment,
+        "-o",
+        "jsonpath={.metadata.generation} {.status.observedGeneration} {.status.updatedReplicas}"
+        " {.status.replicas}",
+    ).stdout.split()
+    generation, observed, updated, replicas = (*state, "", "", "", "")[:4]
+    done = generation == observed and updated == replicas == "2"
+    assert not done, f"the change came after the rollout ended: {state}"
+    e2e.cluster.kubectl("rollout", "status", "-n", OPERATOR_NS, deployment, "--timeout=300s")
+    wait_ready(lab, name)
+    ip = cluster_ip(lab, name)
+
+    def serves_the_change() -> bool:
+        return get(f"http://{ip}:8080/") == (200, b"during the rollout")
+
+    eventually(serves_the_change, timeout=READY_TIMEOUT, interval=1, what="the change served")
+
+    def a_current_pod_leads() -> str | None:
+        # Right after the rollout the old leader has released the Lease (holder empty) and a
+        # standby takes it at its next attempt; pods being deleted are not current.
+        holder = e2e.cluster.kubectl(
+            "get", "lease", "-n", OPERATOR_NS, LEASE, "-o", "jsonpath={.spec.holderIdentity}"
+        ).stdout
+        rows = e2e.cluster.kubectl(
+            "get",
+            "pods",
+            "-n",
+            OPERATOR_NS,
+            "-l",
+            "app.kubernetes.io/component=operator",
+            "-o",
+            "jsonpath={range .items[*]}{.metadata.name} {.metadata.deletionTimestamp}{'\\n'}{end}",
+        ).stdout.splitlines()
+        current = {row.split()[0] for row in rows if len(row.split()) == 1}
+        return holder if holder in current else None
+
+    eventually(a_current_pod_leads, timeout=60, interval=1, what="a current operator pod holding the Lease")
+
+
 def test_stopping_the_cluster_leaves_nothing(e2e: E2E) -> None:
     """After stopping: no process naming the cluster folder (control plane, kubelet, kube-proxy,
     containerd, shims), no process or cgroup under /k8slab, no mount under the folder, no pod network

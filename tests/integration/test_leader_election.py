@@ -2,7 +2,8 @@
 killed or stopped leader is replaced (the hand-over times are printed, never asserted).
 
 Each replica has its own POD_NAME (its identity) and its own field manager, so managedFields
-tell who wrote what. Short lease timings (4 s / 3 s / 1 s) keep the module fast. One replica is
+tell who wrote what, and its Events carry its identity as ``reportingInstance``. Short lease
+timings (4 s / 3 s / 1 s) keep the module fast. One replica is
 cut off from the apiserver by a TCP proxy (``tests.support.tcpproxy``) to show the fence.
 """
 
@@ -99,6 +100,10 @@ def test_one_of_two_leads_and_the_standby_writes_nothing(
         written = managers(lab.get("one")) | managers(lab.deployment("one")) | managers(lab.service("one"))
         assert not {m for m in written if m.startswith(manager_of(standby))}, written
         assert manager_of(pod) in written
+        # Events: each carries the writing replica's identity (reportingInstance).
+        events = lab.core.list_namespaced_event(namespace).items
+        reporters = {e.reporting_instance for e in events if e.reporting_component == "k8s-lab"}
+        assert reporters == {pod}, reporters
         assert the_leader(ops) is leader
 
 
