@@ -113,6 +113,17 @@ def rolled_out(lab: Lab, name: str, replicas: int) -> bool:
 def test_operator_runs_in_cluster_as_its_service_account(e2e: E2E) -> None:
     ns = e2e.cluster.kubectl("get", "namespace", OPERATOR_NS, "-o", "jsonpath={.metadata.labels}").stdout
     assert '"pod-security.kubernetes.io/enforce":"restricted"' in ns
+    rows = operator_pods(
+        e2e, "{.metadata.name} {.spec.serviceAccountName} {.spec.containers[0].image} {.spec.nodeName}"
+    )
+    pods = {name: rest for name, *rest in rows}
+    # deploy/ runs two replicas (leader election): each as the ServiceAccount, from the local image.
+    assert list(pods.values()) == [[OPERATOR_DEPLOYMENT, e2e.images.operator, node.NODE_NAME]] * 2
+    assert eventually(lambda: lease_holder(e2e), timeout=60, what="a leader on the Lease") in pods
+
+
+def operator_pods(e2e: E2E, fields: str) -> list[list[str]]:
+    """One row per operator pod: the jsonpath ``fields`` of it, split on spaces."""
     rows = e2e.cluster.kubectl(
         "get",
         "pods",
@@ -121,19 +132,16 @@ def test_operator_runs_in_cluster_as_its_service_account(e2e: E2E) -> None:
         "-l",
         "app.kubernetes.io/component=operator",
         "-o",
-        "jsonpath={range .items[*]}{.metadata.name} {.spec.serviceAccountName} {.spec.containers[0].image}"
-        " {.spec.nodeName}{'\\n'}{end}",
+        "jsonpath={range .items[*]}" + fields + "{'\\n'}{end}",
     ).stdout.splitlines()
-    pods = {name: rest for name, *rest in (row.split() for row in rows)}
-    # deploy/ runs two replicas (leader election): each as the ServiceAccount, from the local image.
-    assert list(pods.values()) == [[OPERATOR_DEPLOYMENT, e2e.images.operator, node.NODE_NAME]] * 2
+    return [row.split() for row in rows]
 
-    def leader() -> str:
-        return e2e.cluster.kubectl(
-            "get", "lease", "-n", OPERATOR_NS, LEASE, "-o", "jsonpath={.spec.holderIdentity}", check=False
-        ).stdout
 
-    assert eventually(leader, timeout=60, what="a leader on the Lease") in pods
+def lease_holder(e2e: E2E) -> str:
+    """The Lease's holderIdentity ("" while none: released, or not yet taken)."""
+    return e2e.cluster.kubectl(
+        "get", "lease", "-n", OPERATOR_NS, LEASE, "-o", "jsonpath={.spec.holderIdentity}", check=False
+    ).stdout
 
 
 def test_labserver_answers_through_its_service(e2e: E2E, lab: Lab) -> None:
@@ -322,20 +330,9 @@ def test_a_rolling_update_of_the_operator_keeps_labservers_reconciled(e2e: E2E, 
     def a_current_pod_leads() -> str | None:
         # Right after the rollout the old leader has released the Lease (holder empty) and a
         # standby takes it at its next attempt; pods being deleted are not current.
-        holder = e2e.cluster.kubectl(
-            "get", "lease", "-n", OPERATOR_NS, LEASE, "-o", "jsonpath={.spec.holderIdentity}"
-        ).stdout
-        rows = e2e.cluster.kubectl(
-            "get",
-            "pods",
-            "-n",
-            OPERATOR_NS,
-            "-l",
-            "app.kubernetes.io/component=operator",
-            "-o",
-            "jsonpath={range .items[*]}{.metadata.name} {.metadata.deletionTimestamp}{'\\n'}{end}",
-        ).stdout.splitlines()
-        current = {row.split()[0] for row in rows if len(row.split()) == 1}
+        holder = lease_holder(e2e)
+        rows = operator_pods(e2e, "{.metadata.name} {.metadata.deletionTimestamp}")
+        current = {row[0] for row in rows if len(row) == 1}
         return holder if holder in current else None
 
     eventually(a_current_pod_leads, timeout=60, interval=1, what="a current operator pod holding the Lease")
