@@ -267,9 +267,15 @@ async def until(condition: Callable[[], bool]) -> None:
         await asyncio.sleep(0.01)
 
 
-async def test_a_standby_runs_no_workers_and_drops_keys() -> None:
+def held_by_another() -> FakeLeases:
+    """A Lease that another replica holds (and keeps renewing, as far as this one can tell)."""
     leases = FakeLeases()
     leases.record = LeaseRecord(holder="other", lease_duration=4, renew_time="t", resource_version="1")
+    return leases
+
+
+async def test_a_standby_runs_no_workers_and_drops_keys() -> None:
+    leases = held_by_another()
     setup = Elected(leases)
     await setup.controller.start()
     try:
@@ -281,7 +287,7 @@ async def test_a_standby_runs_no_workers_and_drops_keys() -> None:
         assert setup.controller._ready() and setup.controller._healthy()
     finally:
         await setup.controller.stop()
-    assert leases.record.holder == "other"  # a standby releases nothing
+    assert leases.record is not None and leases.record.holder == "other"  # a standby releases nothing
 
 
 async def test_the_new_leader_starts_its_workers_and_enqueues_every_cached_labserver() -> None:
@@ -325,9 +331,7 @@ async def test_a_lost_lease_stops_the_workers_and_exits_1() -> None:
 
 
 async def test_healthz_fails_when_the_election_task_died() -> None:
-    leases = FakeLeases()
-    leases.record = LeaseRecord(holder="other", lease_duration=4, renew_time="t", resource_version="1")
-    setup = Elected(leases)
+    setup = Elected(held_by_another())
     await setup.controller.start()
     try:
         assert setup.controller._healthy()
