@@ -7,7 +7,8 @@ the Deployments and Services they own) and with what (``Reconciler``), and serve
 LabServer controls maps to the LabServer of that name (so a ChildConflict clears as soon as
 the stranger goes). With leader election every replica watches and caches, but only the one
 holding the Lease runs the workers; keys reaching a standby are dropped (its cache keeps the
-objects, and becoming leader enqueues every cached LabServer).
+objects, and becoming leader enqueues every cached LabServer, at low priority like any resync:
+all of them, none skipped, behind whatever new work arrives meanwhile).
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from labop.monitoring import Listener, make_health_app, make_metrics_app, serve
 from labop.naming import GROUP, KIND
 from labop.reconciler import Reconciler
 from labop.recorder import NORMAL, EventRecorder
-from labop.runtime import ControllerBuilder, Key
+from labop.runtime import ControllerBuilder, Key, Priority
 from labop.runtime.leaderelection import ElectionConfig, LeaderElector, LeaseClient, default_identity
 from labop.settings import OperatorSettings, election_namespace
 
@@ -139,8 +140,8 @@ class Controller:
     async def _started_leading(self) -> None:
         self._master.set(1)
         await self.runtime.start()
-        skipped = self.runtime.resync()  # every cached LabServer: the standby's cache is warm
-        log_event(log, "leading: workers started", controller=NAME, resync_skipped=skipped)
+        keys = self.runtime.resync()  # every cached LabServer, low priority: the standby's cache is warm
+        log_event(log, "leading: workers started", controller=NAME, resync_keys=keys)
         await self._lease_event("became leader")
 
     async def _stopped_leading(self) -> None:
@@ -177,22 +178,23 @@ class Controller:
 
     # --- producers (kopf handlers) --------------------------------------------------------
 
-    async def enqueue(self, key: Key) -> None:
-        """Backpressure on purpose: a full queue parks this kopf handler (see workqueue's docstring)."""
+    async def enqueue(self, key: Key, priority: Priority = Priority.NORMAL) -> None:
+        """Backpressure on purpose: a new normal key parks this kopf handler while the queue is
+        full (see workqueue's docstring); a low one never waits."""
         if self.leading:
-            await self.runtime.enqueue(key)
+            await self.runtime.enqueue(key, priority)
         else:  # a standby drops keys: its cache has them, and becoming leader resyncs
             self.runtime.primed.set()  # kopf's first event: the cache is complete
 
-    async def enqueue_owner(self, child: Mapping[str, Any]) -> None:
+    async def enqueue_owner(self, child: Mapping[str, Any], priority: Priority = Priority.NORMAL) -> None:
         """A Deployment's or Service's event: its controlling LabServer's key, if it has one."""
         if self.leading:
-            await self.runtime.enqueue_owner(child)
+            await self.runtime.enqueue_owner(child, priority)
         else:
             self.runtime.primed.set()
 
     def resync(self) -> int:
-        """Re-add every cached LabServer without waiting; returns how many did not fit."""
+        """Re-add every cached LabServer at low priority, none skipped; returns how many."""
         return self.runtime.resync()
 
     # --- lifecycle --------------------------------------------------------------------------

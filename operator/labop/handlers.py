@@ -1,7 +1,10 @@
 """The kopf side: indexes (the read cache) and one-line handlers that turn events into keys.
 
 Role: registers with kopf, on import, three indexes and three event handlers; each handler does
-event -> key -> enqueue and nothing else. No state-tracking handlers (on.create/update/...), so
+event -> key and priority -> enqueue and nothing else (``event_priority``: the initial listing,
+our own status writes and other updates that leave the spec as handled go in at low priority,
+creations, deletions, spec changes and children's changes at normal, so new work is not stuck
+behind a relist of every LabServer). No state-tracking handlers (on.create/update/...), so
 kopf writes no annotations, finalizers or status of its own onto anybody's objects.
 Startup builds the ``Controller`` (settings from ``memo`` when started by ``python -m labop``,
 else from the environment, since ``kopf run`` owns the command line), tunes kopf's settings, and
@@ -21,6 +24,7 @@ from labop.cache import Cache, Key, child_entry, labserver_entry
 from labop.controller import Controller
 from labop.kubeapi import KubeApi, KubeLeaseClient, load_client
 from labop.naming import GROUP, PLURAL, VERSION
+from labop.runtime import event_priority
 from labop.settings import OperatorSettings, election_namespace, from_env
 
 SETTINGS_MEMO_KEY = "labop_settings"
@@ -118,16 +122,19 @@ def service_index(namespace: str | None, name: str, body: kopf.Body, **_: Any) -
     return {(namespace or "", name): child_entry(body)}
 
 
+# ``type``: the watch event's, None for an object of kopf's initial listing.
 @kopf.on.event(GROUP, VERSION, PLURAL)
-async def labserver_event(namespace: str | None, name: str, memo: kopf.Memo, **_: Any) -> None:
-    await _controller(memo).enqueue((namespace or "", name))
+async def labserver_event(
+    type: str | None, namespace: str | None, name: str, body: kopf.Body, memo: kopf.Memo, **_: Any
+) -> None:
+    await _controller(memo).enqueue((namespace or "", name), event_priority(type, body))
 
 
 @kopf.on.event("apps", "v1", "deployments")
-async def deployment_event(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    await _controller(memo).enqueue_owner(body)
+async def deployment_event(type: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    await _controller(memo).enqueue_owner(body, event_priority(type, body, owned=True))
 
 
 @kopf.on.event("", "v1", "services")
-async def service_event(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    await _controller(memo).enqueue_owner(body)
+async def service_event(type: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    await _controller(memo).enqueue_owner(body, event_priority(type, body, owned=True))

@@ -7,6 +7,7 @@ The Controller gets a fake API, a cache over dicts and its own CollectorRegistry
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -17,6 +18,7 @@ from tests.unit.factories import a_deployment, a_labserver, a_service
 
 from labop.cache import Cache, Key, labserver_entry
 from labop.controller import Controller
+from labop.runtime import Priority
 from labop.runtime.leaderelection import LeaseLost, LeaseRecord
 from labop.settings import OperatorSettings
 
@@ -136,41 +138,66 @@ async def test_the_first_child_event_primes_the_controller_even_when_it_maps_to_
 async def test_a_resync_re_adds_every_cached_labserver(setup: Setup) -> None:
     for name in ("a", "b", "c"):
         setup.cache_labserver(name)
-    assert setup.controller.resync() == 0
+    assert setup.controller.resync() == 3
+    assert setup.controller.queue.low_count == 3
     assert sorted(await drain(setup)) == [("lab", "a"), ("lab", "b"), ("lab", "c")]
 
 
-async def test_a_resync_does_not_count_keys_already_waiting_as_skipped() -> None:
+async def test_a_resync_counts_keys_already_waiting_and_queues_each_once() -> None:
     setup = Setup(queue_size=2)
     setup.cache_labserver("a")
     setup.cache_labserver("b")
     await setup.controller.enqueue(("lab", "a"))
-    assert setup.controller.resync() == 0
+    assert setup.controller.resync() == 2
     assert sorted(await drain(setup)) == [("lab", "a"), ("lab", "b")]
 
 
-async def test_a_resync_into_a_full_queue_reports_how_many_keys_did_not_fit(
+async def test_a_resync_into_a_full_queue_reaches_every_key_and_logs_no_warning(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     setup = Setup(queue_size=2)
     for name in ("a", "b", "c", "d", "e"):
         setup.cache_labserver(name)
-    assert setup.controller.resync() == 3
-    assert len(await drain(setup)) == 2
-    assert "resync skipped controller=labserver keys=3 reason=queue-full" in caplog.text
+    await setup.controller.enqueue(("lab", "x"))
+    await setup.controller.enqueue(("lab", "y"))  # the normal lane is full
+    assert setup.controller.resync() == 5
+    assert len(await drain(setup)) == 7
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
 
 
 def test_a_resync_never_waits_so_it_works_from_plain_sync_code() -> None:
     setup = Setup(queue_size=1)
     setup.cache_labserver("a")
     setup.cache_labserver("b")
-    assert setup.controller.resync() == 1
-    assert len(setup.controller.queue) == 1
+    assert setup.controller.resync() == 2
+    assert len(setup.controller.queue) == 2
 
 
 async def test_a_resync_of_an_empty_cache_adds_nothing(setup: Setup) -> None:
     assert setup.controller.resync() == 0
     assert len(setup.controller.queue) == 0
+
+
+async def test_a_new_labserver_goes_before_the_keys_of_a_resync(setup: Setup) -> None:
+    for name in ("a", "b", "c"):
+        setup.cache_labserver(name)
+    setup.controller.resync()
+    await setup.controller.enqueue(("lab", "new"))
+    assert (await drain(setup))[0] == ("lab", "new")
+
+
+async def test_a_childs_event_at_normal_priority_moves_its_resynced_owner_up(setup: Setup) -> None:
+    for name in ("a", "b", "c"):
+        setup.cache_labserver(name)
+    setup.controller.resync()
+    await setup.controller.enqueue_owner(a_deployment(a_labserver("c")), Priority.NORMAL)
+    assert await drain(setup) == [("lab", "c"), ("lab", "a"), ("lab", "b")]
+
+
+async def test_a_childs_event_at_low_priority_stays_behind_new_work(setup: Setup) -> None:
+    await setup.controller.enqueue_owner(a_deployment(a_labserver("listed")), Priority.LOW)
+    await setup.controller.enqueue(("lab", "new"))
+    assert await drain(setup) == [("lab", "new"), ("lab", "listed")]
 
 
 # --------------------------------------------------------------------------- lifecycle

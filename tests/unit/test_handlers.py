@@ -20,6 +20,7 @@ from tests.unit.factories import a_deployment, a_labserver, a_service
 from labop import handlers
 from labop.cache import Key
 from labop.controller import Controller
+from labop.runtime import Priority
 from labop.settings import OperatorSettings
 
 # What kopf passes besides the arguments a handler names; the handlers must take them in **_.
@@ -48,13 +49,16 @@ class RecordingController:
     def __init__(self) -> None:
         self.keys: list[Key] = []
         self.children: list[Mapping[str, Any]] = []
+        self.priorities: list[Priority] = []
         self.stopped = False
 
-    async def enqueue(self, key: Key) -> None:
+    async def enqueue(self, key: Key, priority: Priority = Priority.NORMAL) -> None:
         self.keys.append(key)
+        self.priorities.append(priority)
 
-    async def enqueue_owner(self, child: Mapping[str, Any]) -> None:
+    async def enqueue_owner(self, child: Mapping[str, Any], priority: Priority = Priority.NORMAL) -> None:
         self.children.append(child)
+        self.priorities.append(priority)
 
     async def stop(self) -> None:
         self.stopped = True
@@ -158,10 +162,75 @@ async def test_a_child_event_hands_the_body_to_the_owner_mapping(handler: Any) -
     controller = RecordingController()
     body = a_body(a_deployment(a_labserver()))
     await handler(
-        body=body, memo=kopf.Memo(controller=controller), namespace="lab", name="hello", **KOPF_EXTRAS
+        type="MODIFIED",
+        body=body,
+        memo=kopf.Memo(controller=controller),
+        namespace="lab",
+        name="hello",
+        **KOPF_EXTRAS,
     )
     assert controller.children == [body]
     assert controller.keys == []
+
+
+def an_observed_labserver(generation: int, observed: int | None) -> dict[str, Any]:
+    ls = a_labserver("web", namespace="team")
+    ls["metadata"]["generation"] = generation
+    if observed is not None:
+        ls["status"] = {"observedGeneration": observed}
+    return ls
+
+
+@pytest.mark.parametrize(
+    ("event_type", "generation", "observed", "priority"),
+    [
+        (None, 3, 3, Priority.LOW),  # listed after a start, handled already
+        (None, 3, 2, Priority.NORMAL),  # listed, edited while the operator was down
+        (None, 1, None, Priority.NORMAL),  # listed, created while the operator was down
+        ("ADDED", 1, None, Priority.NORMAL),
+        ("MODIFIED", 3, 3, Priority.LOW),  # our own status write, a label edit
+        ("MODIFIED", 4, 3, Priority.NORMAL),  # a spec change
+        ("DELETED", 3, 3, Priority.NORMAL),
+    ],
+)
+async def test_a_labserver_event_is_low_priority_only_when_its_spec_was_handled_already(
+    event_type: str | None, generation: int, observed: int | None, priority: Priority
+) -> None:
+    controller = RecordingController()
+    body = a_body(an_observed_labserver(generation, observed))
+    await invoke(
+        handlers.labserver_event,
+        namespace="team",
+        name="web",
+        memo=kopf.Memo(controller=controller),
+        body=body,
+        type=event_type,
+        event={"type": event_type, "object": body},
+        **KOPF_EXTRAS,
+    )
+    assert controller.priorities == [priority]
+
+
+@pytest.mark.parametrize("handler", [handlers.deployment_event, handlers.service_event])
+@pytest.mark.parametrize(
+    ("event_type", "priority"),
+    [(None, Priority.LOW), ("ADDED", Priority.NORMAL), ("MODIFIED", Priority.NORMAL), ("DELETED", Priority.NORMAL)],
+)
+async def test_a_child_event_is_low_priority_only_in_the_initial_listing(
+    handler: Any, event_type: str | None, priority: Priority
+) -> None:
+    controller = RecordingController()
+    body = a_body(a_deployment(a_labserver()))
+    await invoke(
+        handler,
+        type=event_type,
+        body=body,
+        memo=kopf.Memo(controller=controller),
+        namespace="lab",
+        name="hello",
+        **KOPF_EXTRAS,
+    )
+    assert controller.priorities == [priority]
 
 
 # --------------------------------------------------------------------------- lifecycle

@@ -7,7 +7,7 @@ import asyncio
 import pytest
 from prometheus_client import REGISTRY, CollectorRegistry, generate_latest
 
-from labop.runtime import Key, PermanentError, Result
+from labop.runtime import Key, PermanentError, Priority, Result
 from labop.runtime.clock import FakeClock
 from labop.runtime.metrics import (
     QUEUE_DURATION_BUCKETS,
@@ -22,6 +22,8 @@ from labop.runtime.workqueue import WorkQueue
 pytestmark = pytest.mark.timeout(10)
 
 LABELS = {"name": "labserver", "controller": "labserver"}
+NORMAL_DEPTH = {**LABELS, "priority": "normal"}
+LOW_DEPTH = {**LABELS, "priority": "low"}
 
 
 async def settle(turns: int = 30) -> None:
@@ -48,13 +50,46 @@ async def test_depth_counts_keys_to_process_and_adds_count_only_new_ones() -> No
     await queue.add("a")
     await queue.add("a")
     await queue.add("b")
-    assert value(registry, "workqueue_depth") == 2
+    assert value(registry, "workqueue_depth", **NORMAL_DEPTH) == 2
     assert value(registry, "workqueue_adds_total") == 2
     held = await queue.get()
-    assert value(registry, "workqueue_depth") == 1
+    assert value(registry, "workqueue_depth", **NORMAL_DEPTH) == 1
     await queue.add(held)  # dirty while processing: one more to do
-    assert value(registry, "workqueue_depth") == 2
+    assert value(registry, "workqueue_depth", **NORMAL_DEPTH) == 2
     assert value(registry, "workqueue_adds_total") == 3
+
+
+async def test_depth_is_counted_per_priority_and_a_key_moved_up_is_no_new_add() -> None:
+    registry = CollectorRegistry()
+    queue, _ = make_queue(registry)
+    for key in "abc":
+        queue.add_nowait(key, Priority.LOW)
+    await queue.add("n")
+    assert value(registry, "workqueue_depth", **LOW_DEPTH) == 3
+    assert value(registry, "workqueue_depth", **NORMAL_DEPTH) == 1
+    await queue.add("b")  # moves up
+    assert value(registry, "workqueue_depth", **LOW_DEPTH) == 2
+    assert value(registry, "workqueue_depth", **NORMAL_DEPTH) == 2
+    assert value(registry, "workqueue_adds_total") == 4
+    while len(queue):
+        queue.done(await queue.get())
+    assert value(registry, "workqueue_depth", **LOW_DEPTH) == 0
+    assert value(registry, "workqueue_depth", **NORMAL_DEPTH) == 0
+
+
+async def test_a_key_processing_and_dirty_is_counted_in_the_lane_it_will_go_to() -> None:
+    registry = CollectorRegistry()
+    queue, _ = make_queue(registry)
+    await queue.add("a")
+    held = await queue.get()
+    queue.add_nowait(held, Priority.LOW)
+    assert value(registry, "workqueue_depth", **LOW_DEPTH) == 1
+    await queue.add(held)  # asked for at normal priority too: it will go again as normal
+    assert value(registry, "workqueue_depth", **LOW_DEPTH) == 0
+    assert value(registry, "workqueue_depth", **NORMAL_DEPTH) == 1
+    queue.done(held)
+    assert await queue.get_with_priority() == ("a", Priority.NORMAL)
+    assert value(registry, "workqueue_depth", **NORMAL_DEPTH) == 0
 
 
 async def test_queue_and_work_durations_are_measured_on_the_queue_clock() -> None:
@@ -141,9 +176,12 @@ def test_the_exposition_has_controller_runtime_names_types_and_labels() -> None:
         ("controller_runtime_reconcile_time_seconds", "histogram"),
         ("controller_runtime_max_concurrent_reconciles", "gauge"),
         ("controller_runtime_active_workers", "gauge"),
+        ("controller_resync_keys_total", "counter"),
+        ("controller_resync_passes_total", "counter"),
     ]:
         assert f"# TYPE {name} {kind}" in text, name
-    assert 'workqueue_depth{controller="labserver",name="labserver"} 0.0' in text
+    assert 'workqueue_depth{controller="labserver",name="labserver",priority="low"} 0.0' in text
+    assert 'workqueue_depth{controller="labserver",name="labserver",priority="normal"} 0.0' in text
     assert 'controller_runtime_active_workers{controller="labserver"} 0.0' in text
 
 
@@ -154,8 +192,8 @@ def test_several_queues_share_a_registry_under_their_own_names() -> None:
     first.add("k")
     second.add("k")
     second.add("j")
-    assert value(registry, "workqueue_depth", name="first", controller="first") == 1
-    assert value(registry, "workqueue_depth", name="second", controller="second") == 2
+    assert value(registry, "workqueue_depth", name="first", controller="first", priority="normal") == 1
+    assert value(registry, "workqueue_depth", name="second", controller="second", priority="normal") == 2
     text = generate_latest(registry).decode()
     assert text.count("workqueue_unfinished_work_seconds{") == 2
 
@@ -189,6 +227,8 @@ def test_reconcile_total_starts_at_zero_for_every_result() -> None:
         "controller_runtime_reconcile_errors_total",
         "controller_runtime_terminal_reconcile_errors_total",
         "controller_runtime_reconcile_panics_total",
+        "controller_resync_keys_total",
+        "controller_resync_passes_total",
     ):
         assert value(registry, name, controller="labserver") == 0
 

@@ -708,13 +708,13 @@ async def test_the_queue_uses_the_default_controller_limiter_when_none_is_given(
 # --------------------------------------------------------------------------- shape of the API
 
 
-def test_only_add_get_and_shutdown_with_drain_are_coroutines() -> None:
+def test_only_the_adds_gets_and_waits_are_coroutines() -> None:
     coroutines = {
         name
         for name, member in inspect.getmembers(WorkQueue)
         if not name.startswith("_") and inspect.iscoroutinefunction(member)
     }
-    assert coroutines == {"add", "get", "shutdown_with_drain"}
+    assert coroutines == {"add", "get", "get_with_priority", "wait_low_drained", "shutdown_with_drain"}
 
 
 def test_plain_methods_work_without_a_running_loop_until_a_timer_is_needed() -> None:

@@ -1,12 +1,12 @@
 """Property test of WorkQueue under random interleavings (hypothesis; labop.runtime.workqueue).
 
-Hypothesis draws a script of operations: adds (waiting and non-blocking), delayed adds, gets and
-dones by several logical workers, clock advances and a random number of event-loop turns between
-steps. The script runs on a fresh event loop with a FakeClock; afterwards every worker keeps
+Hypothesis draws a script of operations: adds (waiting and non-blocking, at normal and low
+priority), delayed adds (both priorities), gets and dones by several logical workers, clock
+advances and a random number of event-loop turns between steps. The script runs on a fresh event loop with a FakeClock; afterwards every worker keeps
 taking keys until nothing is left. Checked throughout:
 
 * no key is ever held by two workers at once;
-* the number of waiting keys never exceeds maxsize;
+* the number of normal keys waiting never exceeds maxsize (low keys are not bounded by it);
 * every key is taken by a worker after its last add (no add is lost, even deduped ones).
 """
 
@@ -21,14 +21,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from labop.runtime.clock import FakeClock
-from labop.runtime.workqueue import WorkQueue
+from labop.runtime.workqueue import LOW, WorkQueue
 
 pytestmark = pytest.mark.timeout(60)
 
 KEYS = ("a", "b", "c", "d", "e")
 WORKERS = 4
 
-KINDS = ("add", "add_nowait", "add_after", "get", "done", "advance")
+KINDS = ("add", "add_nowait", "add_after", "get", "done", "advance", "add_low", "add_after_low")
 DELAYS = (0.0, 0.5, 1.0, 3.0)  # for add_after; "advance" moves the clock by 0.5 .. 2.0
 # Flat integer tuples are cheap for hypothesis to draw and shrink: (kind, key or worker, delay
 # or advance, loop turns afterwards). `as_operation` gives them their meaning.
@@ -45,7 +45,7 @@ def as_operation(raw: tuple[int, int, int, int]) -> tuple[tuple[object, ...], in
     kind = KINDS[kind_index]
     if kind in ("get", "done"):
         return (kind, target % WORKERS), turns
-    if kind == "add_after":
+    if kind in ("add_after", "add_after_low"):
         return (kind, KEYS[target], DELAYS[amount]), turns
     if kind == "advance":
         return (kind, 0.5 * (1 + amount)), turns
@@ -79,7 +79,7 @@ class Run:
                 self.last_get[got] = self.tick
 
     def check(self) -> None:
-        assert len(self.queue) <= self.maxsize
+        assert len(self.queue) - self.queue.low_count <= self.maxsize
         held = list(self.holding.values())
         assert len(held) == len(set(held))
 
@@ -98,6 +98,12 @@ class Run:
         elif kind == "add_after":
             self.note_add(str(op[1]))
             self.queue.add_after(str(op[1]), float(op[2]))  # type: ignore[arg-type]
+        elif kind == "add_low":
+            self.note_add(str(op[1]))
+            self.queue.add_nowait(str(op[1]), LOW)  # never refused
+        elif kind == "add_after_low":
+            self.note_add(str(op[1]))
+            self.queue.add_after(str(op[1]), float(op[2]), LOW)  # type: ignore[arg-type]
         elif kind == "get":
             index = int(op[1])  # type: ignore[call-overload]
             if index not in self.getting and index not in self.holding:

@@ -2,10 +2,21 @@
 
 controller-runtime's `Controller` and its builder, for an operator whose informers are kopf's
 watches. The event source (kopf handlers, a test, anything) hands keys to `enqueue` or objects
-to `enqueue_owner`; the `WorkQueue` dedupes them and the `WorkerPool` runs the reconcile
-function on them; a periodic resync re-adds every primary key from the caller's cache with the
-non-blocking add (a full queue already holds plenty of work, so a skipped resync is harmless);
-`stop` drains in-flight reconciles within the grace period.
+to `enqueue_owner`, each with a priority (`event_priority` maps a watch event to one); the
+`WorkQueue` dedupes them, new work first, and the `WorkerPool` runs the reconcile function on
+them; `stop` drains in-flight reconciles within the grace period.
+
+The resync: every `resync_seconds` one pass adds every primary key of the caller's cache at
+low priority. Low adds never wait and are never refused (see `workqueue`), so a pass reaches
+every key whatever their number and the queue's bound, and holds back no new work: a key
+already waiting is counted and left where it is, a key being processed is marked to go again.
+A pass is over when the queue has handed out every key it found waiting or put in the low lane
+(`WorkQueue.wait_low_drained`); the next period starts then. So if reconciling the keys of a
+pass takes longer than the period, passes do not pile up or overlap: the next one starts a
+period after the previous one got through, and the queue never holds more than one entry per
+key anyway. Each pass counts `controller_resync_keys_total` and `controller_resync_passes_total`
+and logs `resync done` at DEBUG (every period: routine), at INFO when the pass took longer than
+its period (the operator is behind its own resync, worth a line).
 
 Built the way controller-runtime reads::
 
@@ -34,12 +45,21 @@ from typing import Any
 from prometheus_client import CollectorRegistry
 
 from labkit.logs import log_event
+from labop.runtime.clock import Clock
 from labop.runtime.metrics import ControllerMetrics, QueueMetrics
 from labop.runtime.reconcile import Key, ReconcileFunc
 from labop.runtime.workers import WorkerPool
-from labop.runtime.workqueue import WorkQueue
+from labop.runtime.workqueue import LOW, NORMAL, Priority, WorkQueue
 
-__all__ = ["Controller", "ControllerBuilder", "GroupKind", "Options", "controller_owner_key", "key_of"]
+__all__ = [
+    "Controller",
+    "ControllerBuilder",
+    "GroupKind",
+    "Options",
+    "controller_owner_key",
+    "event_priority",
+    "key_of",
+]
 
 log = logging.getLogger("labop.runtime.controller")
 
@@ -62,12 +82,44 @@ class Options:
     shutdown_timeout: float = 30.0  # grace for in-flight reconciles on stop
     registry: CollectorRegistry | None = None  # where the workqueue_* and controller_runtime_* go
     logger: logging.Logger | None = None  # the worker pool's
+    clock: Clock | None = None  # the queue's, the metrics' and the resync's (tests: a FakeClock)
 
 
 def key_of(obj: Mapping[str, Any]) -> Key:
     """The key of an object: (namespace, name), namespace "" when cluster-scoped."""
     meta = obj.get("metadata") or {}
     return (str(meta.get("namespace") or ""), str(meta.get("name")))
+
+
+def event_priority(event_type: str | None, obj: Mapping[str, Any], *, owned: bool = False) -> Priority:
+    """The priority of the key a watch event maps to (see `workqueue`, "Priorities").
+
+    `event_type` is the watch event's type, None for an object of the initial listing (kopf's
+    convention: its `on.event` handlers get `type=None` there). `owned`: the event is a child's,
+    mapped to its owner's key.
+
+    * ADDED and DELETED: normal. A creation or a deletion is new work.
+    * A child's listing: low (its owner is listed too and decides); any other child event:
+      normal, since a child's status change (a Deployment becoming available) can change the
+      owner's status.
+    * A primary's listing or MODIFIED: low when `status.observedGeneration` equals
+      `metadata.generation`, i.e. the controller already handled this spec (our own status
+      writes, a label edit, a relist after a restart); normal otherwise (a spec change bumps
+      the generation; an object created or edited while the operator was down was listed
+      with an older or no observedGeneration, and is new work too). A level test on the object
+      itself, so it needs no memory of the previous version.
+    """
+    if event_type in ("ADDED", "DELETED"):
+        return NORMAL
+    if owned:
+        return LOW if event_type is None else NORMAL
+    return LOW if _observed(obj) else NORMAL
+
+
+def _observed(obj: Mapping[str, Any]) -> bool:
+    generation = (obj.get("metadata") or {}).get("generation")
+    observed = (obj.get("status") or {}).get("observedGeneration")
+    return generation is not None and observed == generation
 
 
 def controller_owner_key(child: Mapping[str, Any], owner: GroupKind) -> Key | None:
@@ -104,15 +156,17 @@ class Controller:
         self._primary_keys = primary_keys
         self._primary_exists = primary_exists or (lambda key: key in set(primary_keys()))
         self._namesakes = namesakes
+        queue_metrics = QueueMetrics(self.registry, name, controller=name, clock=options.clock)
         self.queue: WorkQueue[Key] = WorkQueue(
-            options.queue_size, name=name, metrics=QueueMetrics(self.registry, name, controller=name)
+            options.queue_size, name=name, clock=options.clock, metrics=queue_metrics
         )
+        self.metrics = ControllerMetrics(self.registry, name)
         self.pool = WorkerPool(
             self.queue,
             reconcile,
             workers=options.workers,
             name=name,
-            metrics=ControllerMetrics(self.registry, name),
+            metrics=self.metrics,
             logger=options.logger,
         )
         # kopf runs handlers only after every indexed kind was listed once: the first key from a
@@ -122,12 +176,13 @@ class Controller:
 
     # --- producers (the event source) -----------------------------------------------------
 
-    async def enqueue(self, key: Key) -> None:
-        """Backpressure on purpose: a full queue parks the caller (see workqueue's docstring)."""
+    async def enqueue(self, key: Key, priority: Priority = NORMAL) -> None:
+        """Backpressure on purpose: a new normal key parks the caller while the queue is full
+        (see workqueue's docstring); a low one never waits."""
         self.primed.set()
-        await self.queue.add(key)
+        await self.queue.add(key, priority)
 
-    async def enqueue_owner(self, child: Mapping[str, Any]) -> None:
+    async def enqueue_owner(self, child: Mapping[str, Any], priority: Priority = NORMAL) -> None:
         """An owned object's event: the key of the primary that controls it, if one does.
 
         With `namesakes`, a child that no primary controls still maps to the primary of the
@@ -139,26 +194,19 @@ class Controller:
             candidate = key_of(child)
             key = candidate if self._primary_exists(candidate) else None
         if key is not None:
-            await self.enqueue(key)
+            await self.enqueue(key, priority)
 
     def resync(self) -> int:
-        """Re-add every primary key without waiting; returns how many did not fit."""
-        skipped = 0
-        for key in list(self._primary_keys()):  # a snapshot: the cache changes meanwhile
-            try:
-                self.queue.add_nowait(key)
-            except asyncio.QueueFull:
-                skipped += 1
-        if skipped:
-            log_event(
-                log,
-                "resync skipped",
-                logging.WARNING,
-                controller=self.name,
-                keys=skipped,
-                reason="queue-full",
-            )
-        return skipped
+        """One pass: every primary key of the cache into the queue at low priority, now;
+        returns how many keys. Never waits and drops none (low adds cannot be refused), so it
+        works from plain sync code too (the new leader calls it)."""
+        keys = 0
+        # No await in this loop: the cache cannot change under the walk.
+        for key in self._primary_keys():
+            self.queue.add_nowait(key, LOW)
+            keys += 1
+        self.metrics.resync_pass(keys)
+        return keys
 
     @property
     def resync_task(self) -> asyncio.Task[None] | None:
@@ -183,9 +231,23 @@ class Controller:
 
     async def _resync_forever(self) -> None:
         await self.primed.wait()
+        clock, period = self.queue.clock, self.options.resync_seconds
         while True:
-            await asyncio.sleep(self.options.resync_seconds)
-            self.resync()
+            await clock.sleep(period)
+            started = clock.now()
+            keys = self.resync()
+            await self.queue.wait_low_drained()  # the pass is over: its keys were handed out
+            seconds = clock.now() - started
+            behind = seconds > period
+            log_event(
+                log,
+                "resync done",
+                logging.INFO if behind else logging.DEBUG,
+                controller=self.name,
+                keys=keys,
+                seconds=round(seconds, 3),
+                **({"period": period} if behind else {}),
+            )
 
 
 @dataclass(frozen=True)

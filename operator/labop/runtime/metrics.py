@@ -12,19 +12,25 @@ The metric families are created once per registry and shared by every object bui
 Names, types, labels and buckets follow controller-runtime (pkg/metrics and
 internal/controller/metrics):
 
-* workqueue_depth (gauge: keys marked for processing and not yet taken by a worker, i.e.
-  waiting, parked, or added again while processing, as client-go counts it),
-  workqueue_adds_total (counter: keys newly marked), workqueue_retries_total (counter),
-  workqueue_queue_duration_seconds and workqueue_work_duration_seconds (histograms, buckets
-  1e-8 .. 1e3 by factors of 10), workqueue_unfinished_work_seconds and
-  workqueue_longest_running_processor_seconds (gauges computed at scrape time); labels
-  `name` and `controller`.
+* workqueue_depth{name,controller,priority} (gauge: keys marked for processing and not yet
+  taken by a worker, i.e. waiting, parked, or added again while processing, as client-go counts
+  it; `priority` is "low" or "normal", the lane the key waits in, as controller-runtime's
+  priority queue labels it; both series exist from the start at 0; `sum without (priority)` is
+  the depth of old), workqueue_adds_total (counter: keys newly marked; a low key moved up is not
+  a new add), workqueue_retries_total (counter), workqueue_queue_duration_seconds and
+  workqueue_work_duration_seconds (histograms, buckets 1e-8 .. 1e3 by factors of 10),
+  workqueue_unfinished_work_seconds and workqueue_longest_running_processor_seconds (gauges
+  computed at scrape time); labels `name` and `controller`.
 * controller_runtime_reconcile_total{controller,result} (result = success | error | requeue |
   requeue_after, all four present from the start at 0), controller_runtime_reconcile_errors_total,
   controller_runtime_terminal_reconcile_errors_total, controller_runtime_reconcile_panics_total,
   controller_runtime_reconcile_time_seconds (histogram, 0.005 .. 60 s),
   controller_runtime_max_concurrent_reconciles and controller_runtime_active_workers (gauges);
   label `controller`.
+* ours, no controller-runtime equivalent: controller_resync_keys_total{controller} (keys a
+  resync pass added or found already queued) and controller_resync_passes_total{controller}
+  (passes that walked every cached key), both from the start at 0. Their ratio is the number of
+  keys per pass: every cached key, since a resync drops none.
 
 prometheus-client also exports a `*_created` sample next to each counter and histogram; it is
 harmless and can be switched off process-wide with PROMETHEUS_DISABLE_CREATED_SERIES=True.
@@ -41,6 +47,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 
 from labop.runtime.clock import Clock, MonotonicClock
+from labop.runtime.workqueue import NORMAL, Priority
 
 __all__ = [
     "QUEUE_DURATION_BUCKETS",
@@ -51,6 +58,7 @@ __all__ = [
 ]
 
 _QUEUE_LABELS: Final = ("name", "controller")
+_DEPTH_LABELS: Final = (*_QUEUE_LABELS, "priority")
 # controller-runtime: prometheus.ExponentialBuckets(10e-9, 10, 12), i.e. 1e-8 s .. 1000 s.
 QUEUE_DURATION_BUCKETS: Final = tuple(float(f"1e{exponent}") for exponent in range(-8, 4))
 # controller-runtime's reconcile_time_seconds buckets.
@@ -89,7 +97,7 @@ class QueueMetrics:
         self.controller = controller if controller is not None else name
         self._clock: Clock = clock or MonotonicClock()
         labels = {"name": self.name, "controller": self.controller}
-        self._depth = families.depth.labels(**labels)
+        self._depth = {p: families.depth.labels(**labels, priority=p.label) for p in Priority}
         self._adds = families.adds.labels(**labels)
         self._retries = families.retries.labels(**labels)
         self._queue_duration = families.queue_duration.labels(**labels)
@@ -98,14 +106,18 @@ class QueueMetrics:
         self._started_at: dict[Hashable, float] = {}
         families.in_flight.track(self)
 
-    def add(self, key: Hashable) -> None:
+    def add(self, key: Hashable, priority: Priority = NORMAL) -> None:
         self._adds.inc()
-        self._depth.inc()
+        self._depth[priority].inc()
         self._added_at.setdefault(key, self._clock.now())
 
-    def get(self, key: Hashable) -> None:
+    def promote(self, key: Hashable) -> None:
+        self._depth[Priority.LOW].dec()
+        self._depth[Priority.NORMAL].inc()
+
+    def get(self, key: Hashable, priority: Priority = NORMAL) -> None:
         now = self._clock.now()
-        self._depth.dec()
+        self._depth[priority].dec()
         self._started_at[key] = now
         added = self._added_at.pop(key, None)
         if added is not None:
@@ -162,7 +174,7 @@ def _gauge_family(name: str) -> GaugeMetricFamily:
 class _WorkqueueFamilies:
     def __init__(self, registry: CollectorRegistry) -> None:
         self.depth = Gauge(
-            "workqueue_depth", "Keys waiting to be processed.", _QUEUE_LABELS, registry=registry
+            "workqueue_depth", "Keys waiting to be processed, by priority.", _DEPTH_LABELS, registry=registry
         )
         self.adds = Counter(
             "workqueue_adds_total", "Keys newly marked for processing.", _QUEUE_LABELS, registry=registry
@@ -216,6 +228,8 @@ class ControllerMetrics:
         self._time = families.time.labels(controller)
         self._max_concurrent = families.max_concurrent.labels(controller)
         self._active = families.active.labels(controller)
+        self._resync_keys = families.resync_keys.labels(controller)
+        self._resync_passes = families.resync_passes.labels(controller)
 
     def reconciled(self, result: str, seconds: float) -> None:
         """One reconcile ended with `result` (one of RECONCILE_RESULTS) after `seconds`."""
@@ -238,6 +252,11 @@ class ControllerMetrics:
 
     def worker_idle(self) -> None:
         self._active.dec()
+
+    def resync_pass(self, keys: int) -> None:
+        """A resync pass walked the cache and queued (or found queued) `keys` keys."""
+        self._resync_keys.inc(keys)
+        self._resync_passes.inc()
 
 
 class _ControllerFamilies:
@@ -283,6 +302,18 @@ class _ControllerFamilies:
         self.active = Gauge(
             "controller_runtime_active_workers",
             "Workers reconciling right now.",
+            by_controller,
+            registry=registry,
+        )
+        self.resync_keys = Counter(
+            "controller_resync_keys_total",
+            "Keys the periodic (or leader's) resync added or found already queued.",
+            by_controller,
+            registry=registry,
+        )
+        self.resync_passes = Counter(
+            "controller_resync_passes_total",
+            "Resync passes that walked every cached key.",
             by_controller,
             registry=registry,
         )

@@ -25,6 +25,9 @@ returns something else (a bug)           as "anything else", also counted as a p
 
 A worker never dies of a reconcile failure. `done(key)` always follows `get`, so a key added
 while it was being reconciled is reconciled again afterwards, never by two workers at once.
+Every requeue above (add_after, add_rate_limited) keeps the priority the key was handed out
+with, as controller-runtime's priority queue does: a failing key of a resync retries behind new
+work, a failing new object keeps its place ahead of the backlog (see `workqueue`).
 
 Logs go through `labkit.logs`: each reconcile runs inside a log context of `controller`,
 `namespace`, `name` and a short random `reconcile_id`, so every line the reconciler writes
@@ -46,7 +49,7 @@ from labop.runtime.reconcile import (
     Result,
     TransientError,
 )
-from labop.runtime.workqueue import QueueShutDown, WorkQueue
+from labop.runtime.workqueue import Priority, QueueShutDown, WorkQueue
 
 __all__ = ["WorkerPool"]
 
@@ -195,7 +198,7 @@ class WorkerPool:
     async def _process_next_item(self, index: int) -> bool:
         """Take one key, reconcile it, tell the queue; False when the worker should end."""
         try:
-            key = await self._queue.get()
+            key, priority = await self._queue.get_with_priority()
         except QueueShutDown:
             return False
         # No await between get() and here: stop() sees this worker as busy, not idle.
@@ -207,7 +210,7 @@ class WorkerPool:
             with log_context(
                 controller=self._name, namespace=namespace or None, name=name, reconcile_id=new_reconcile_id()
             ):
-                await self._reconcile_handler(key)
+                await self._reconcile_handler(key, priority)
         finally:
             self._queue.done(key)
             del self._busy[index]
@@ -215,39 +218,39 @@ class WorkerPool:
                 self._metrics.worker_idle()
         return not self._stopping
 
-    async def _reconcile_handler(self, key: Key) -> None:
+    async def _reconcile_handler(self, key: Key, priority: Priority) -> None:
         started = self._queue.clock.now()
         try:
             result = _checked(await self._reconcile(key))
         except PermanentError as error:
             self._on_permanent_error(key, error, started)
         except TransientError as error:
-            self._on_error(key, error, started, panic=False, level=logging.WARNING)
+            self._on_error(key, priority, error, started, panic=False, level=logging.WARNING)
         except asyncio.CancelledError as error:
             task = asyncio.current_task()
             if task is not None and task.cancelling():
                 raise  # we are being stopped: not the reconciler's failure
-            self._on_error(key, error, started, panic=True)  # a stray one, raised by the reconciler
+            self._on_error(key, priority, error, started, panic=True)  # a stray one, raised by the reconciler
         except (KeyboardInterrupt, SystemExit):
             raise
         except BaseException as error:  # a buggy reconcile must not kill the worker
             panic = isinstance(error, BadReconcileResult) or not isinstance(error, Exception)
-            self._on_error(key, error, started, panic=panic)
+            self._on_error(key, priority, error, started, panic=panic)
         else:
-            self._on_success(key, result, started)
+            self._on_success(key, priority, result, started)
 
     # ----------------------------------------------------------------- outcomes
 
-    def _on_success(self, key: Key, result: Result, started: float) -> None:
+    def _on_success(self, key: Key, priority: Priority, result: Result, started: float) -> None:
         requeue_after = result.requeue_after or 0.0
         if result.requeue and not requeue_after:
-            delay = self._queue.add_rate_limited(key)
+            delay = self._queue.add_rate_limited(key, priority)
             self._observe("requeue", started)
             self._log(logging.DEBUG, "requeued", requeue_in=delay)
             return
         self._queue.forget(key)
         if requeue_after > 0:
-            self._queue.add_after(key, requeue_after)
+            self._queue.add_after(key, requeue_after, priority)
             self._observe("requeue_after", started)
             self._log(logging.DEBUG, "reconciled", requeue_after=requeue_after)
         else:
@@ -263,9 +266,16 @@ class WorkerPool:
         self._log(logging.WARNING, "reconcile failed permanently", error=_describe(error), retry="no")
 
     def _on_error(
-        self, key: Key, error: BaseException, started: float, *, panic: bool, level: int = logging.ERROR
+        self,
+        key: Key,
+        priority: Priority,
+        error: BaseException,
+        started: float,
+        *,
+        panic: bool,
+        level: int = logging.ERROR,
     ) -> None:
-        delay = self._queue.add_rate_limited(key)
+        delay = self._queue.add_rate_limited(key, priority)
         if self._metrics is not None:
             self._metrics.error()
             if panic:

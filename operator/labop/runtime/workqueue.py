@@ -1,4 +1,4 @@
-"""The work queue: client-go's workqueue contract, bounded, in pure asyncio.
+"""The work queue: client-go's workqueue contract with two priorities, bounded, in pure asyncio.
 
 Role
 ----
@@ -7,50 +7,95 @@ and reconcile them. Why a queue of keys and not of events: a flood of events for
 one entry, and a reconcile always reads the latest state anyway. Nothing here imports
 Kubernetes or kopf.
 
+Priorities: new work first
+--------------------------
+Like controller-runtime's priority queue (its default since v0.23), every add says how soon the
+key is wanted: `NORMAL` (the default: a creation, a spec change, a retry of such work) or `LOW`
+(the initial listing after a start, a periodic resync, an update that changed nothing the
+reconciler acts on). Why: after a restart with N objects every one of them is listed, and in a
+single FIFO a LabServer created a second later waits behind all N reconciles of objects that
+are already fine. With two lanes it is the next key handed out.
+
+* `get` hands out the oldest normal key before any low key, with one exception against
+  starvation (below). Within a lane, first come first served.
+* A key waiting at low priority that gets a normal add *moves up*: it leaves the low lane and
+  joins the normal lane at the back, i.e. it takes its place among normal keys by the time of
+  the add that promoted it. It is still one entry (dedupe is unchanged).
+* A key being processed and added again ("processing and dirty") remembers the highest priority
+  it was asked for; `done` queues it again in that lane.
+* Delayed adds (`add_after`, `add_rate_limited`) carry a priority too, used when they come due;
+  a key delayed twice keeps the earlier deadline and the higher priority. The worker pool retries
+  a key at the priority it was handed out with (as controller-runtime does): a failing resync key
+  stays behind new work, a failing new object keeps its place ahead of the backlog.
+
+No starvation: when keys of both priorities are waiting, at least one `get` in every
+`LOW_EVERY` (8) hands out the oldest low key. So a steady stream of normal keys slows the low
+lane to an eighth of the workers' rate at worst, never to zero, and new work still gets seven
+slots in eight. Why a count and not aging (a low key older than X served as normal): a count
+needs no clock, gives the same order whatever the reconciles cost, and bounds the wait of the
+oldest low key in gets (at most `LOW_EVERY - 1` normal keys go before it).
+
 What a key can be
 -----------------
-* waiting: in the FIFO that workers `get` from. `len(q)` counts these; never more than `maxsize`.
-* parked: accepted, waiting for room in the FIFO (see "never blocks" below). Served before any
-  brand-new key, in order.
+* waiting, normal: in the FIFO of normal keys; never more than `maxsize` of them.
+* parked: a normal key accepted without room in that FIFO (see "never blocks" below). Served
+  before any brand-new normal key, in order.
+* waiting, low: in the low lane, an ordered set (oldest first). Not bounded by `maxsize`: see
+  "who waits"; there is at most one entry per distinct key, so it is bounded by the number of
+  distinct objects the caller's cache holds.
 * processing: handed to a worker by `get`, until that worker calls `done(key)`.
 * processing and dirty: added again while being processed. It is NOT queued a second time (no
   two workers ever hold one key); `done` queues it again, so the change is not missed.
 * delayed: in the heap of `add_after`, until its deadline; one entry per key, earliest wins.
 
-Adding a key that is waiting or parked does nothing (dedupe); that is why the bound counts
-distinct keys, not events: a flood of events for one object is one entry, and memory is bounded
-by the number of distinct objects, whatever the event rate (client-go's queue is unbounded for
-the same reason: it never holds more than one entry per key).
+`len(q)` counts the waiting keys of both lanes (what `get` could hand out now), `q.low_count`
+those of the low lane. Adding a key that is waiting or parked does nothing but the move up
+(dedupe); that is why memory is bounded by the number of distinct objects, whatever the event
+rate (client-go's queue is unbounded for the same reason: it never holds more than one entry
+per key).
 
-Who waits when the queue is full
---------------------------------
-Only a producer offering a *new* key (neither waiting, parked nor processing) to `await add(key)`
-waits, and only while `maxsize` keys are waiting. `add_nowait(key)` raises `asyncio.QueueFull`
-instead. Inside kopf this matters: kopf runs one worker task per object, fed by an unbounded
-per-object queue of raw events, processed in order without coalescing. A handler awaiting `add`
-blocks only its own object's kopf worker; that object's raw events pile up in kopf's per-object
-queue meanwhile, while other objects' handlers go on (until they too meet a full queue). So the
-backlog moves upstream, into kopf, for the blocked objects only and only while we are full; once
-the key is in, every further event of that object is deduped here. Enqueue from
-`@kopf.on.event` handlers, which keep no state, so a parked handler delays no kopf bookkeeping.
+Who waits
+---------
+Only a producer offering a *new* key (neither waiting, parked nor processing) at *normal*
+priority to `await add(key)` waits, and only while `maxsize` normal keys are waiting.
+`add_nowait(key)` raises `asyncio.QueueFull` instead. Inside kopf this matters: kopf runs one
+worker task per object, fed by an unbounded per-object queue of raw events, processed in order
+without coalescing. A handler awaiting `add` blocks only its own object's kopf worker; that
+object's raw events pile up in kopf's per-object queue meanwhile, while other objects'
+handlers go on (until they too meet a full queue). So the backlog moves upstream, into kopf,
+for the blocked objects only and only while we are full; once the key is in, every further
+event of that object is deduped here. Enqueue from `@kopf.on.event` handlers, which keep no
+state, so a parked handler delays no kopf bookkeeping.
 Blocked producers get in in the order they came: a room freed by `get` is promised to the first
 of them, and a newcomer (`add` or `add_nowait`) that arrives before that producer runs finds
 the queue full, so nobody is starved by a stream of later keys.
+
+Low-priority adds never wait and are never refused (`add(key, LOW)` returns at once,
+`add_nowait(key, LOW)` never raises). Why: with 5,000 objects listed after a restart and a
+bound of 1,000, a low producer that waited would hold its kopf worker, and a full queue of low
+keys would hold back the normal key of an object created right after, which is exactly the
+case priorities are for. The bound's job is to keep memory and the event backlog in check
+when *new* keys arrive faster than they are processed; low keys are keys of objects the
+caller's cache already holds (a relist, a resync, an update of one of them), so their lane
+is bounded by that cache, one entry per object, and needs no backpressure of its own. A
+periodic resync therefore reaches every key, whatever their number (`Controller.resync`).
+A normal add that moves a low key up does not wait either: the key already has its entry.
+
 The operator chooses per call site: `await add` where stalling that one object is the right
-backpressure (event handlers), `add_nowait` where the caller must not stall (sync code, a
-periodic resync over all objects), falling back on `QueueFull` to e.g. `add_after(key, delay)`
-or simply to the next resync.
+backpressure (event handlers), `add_nowait` where the caller must not stall (sync code),
+falling back on `QueueFull` to e.g. `add_after(key, delay)`.
 
 Why delayed adds and requeues never block
 -----------------------------------------
 `add_after`, `add_rate_limited` and `done` are called by the workers themselves, about keys the
 queue already accepted. If they waited for room that only the workers can make, a full queue would
 deadlock the whole pool. So they are plain calls. When such a key becomes ready (its deadline
-passed, or `done` finds it dirty) and the FIFO is full, it is *parked*: held, in order, and moved
-into the FIFO as soon as a `get` makes room, ahead of any producer blocked in `add`. It is never
-lost and never pushes `len(q)` past `maxsize`; the parked keys are at most one per distinct key
-(usually at most one per worker plus the keys whose delay ran out while full). The choice favours
-retries of known objects over new objects when the operator is saturated.
+passed, or `done` finds it dirty) at normal priority and the FIFO is full, it is *parked*: held,
+in order, and moved into the FIFO as soon as a `get` makes room, ahead of any producer blocked
+in `add`. It is never lost and never pushes the normal FIFO past `maxsize`; the parked keys are
+at most one per distinct key (usually at most one per worker plus the keys whose delay ran out
+while full). The choice favours retries of known objects over new objects when the operator is
+saturated. At low priority such a key simply joins the low lane.
 
 One timer task serves the heap of delayed keys (not one task per key): it sleeps on the clock
 until the earliest deadline or until an earlier entry arrives, then admits what is due.
@@ -75,11 +120,12 @@ The Go lesson this grew from (/work/shared/seed/, K8S Lab day 38)
   `get` until `QueueShutDown`.
 
 What a channel lacks and a work queue adds: dedupe, "never two workers on one key", delayed and
-rate-limited retries, and `done` to say when work ended.
+rate-limited retries, priorities, and `done` to say when work ended.
 
-All methods run on the event loop's thread; `add`, `get` and `shutdown_with_drain` are
-coroutines, the rest are plain calls, usable from sync code running on that thread (the first
-`add_after` with a positive delay starts the timer task, so it needs the running loop).
+All methods run on the event loop's thread; `add`, `get`, `get_with_priority`,
+`wait_low_drained` and `shutdown_with_drain` are coroutines, the rest are plain calls, usable
+from sync code running on that thread (the first `add_after` with a positive delay starts the
+timer task, so it needs the running loop).
 """
 
 from __future__ import annotations
@@ -88,19 +134,39 @@ import asyncio
 import heapq
 import itertools
 import logging
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Callable, Hashable
+from enum import IntEnum
 from typing import Final, Generic, Protocol, TypeAlias, TypeVar
 
 from labkit.logs import log_event
 from labop.runtime.clock import Clock, MonotonicClock
 from labop.runtime.ratelimit import RateLimiter, default_controller_rate_limiter
 
-__all__ = ["QueueMetricsSink", "QueueShutDown", "WorkQueue"]
+__all__ = ["LOW", "LOW_EVERY", "NORMAL", "Priority", "QueueMetricsSink", "QueueShutDown", "WorkQueue"]
 
 K = TypeVar("K", bound=Hashable)
 
 logger = logging.getLogger(__name__)
+
+
+class Priority(IntEnum):
+    """How soon a key is wanted; higher first. The values are controller-runtime's
+    (`handler.LowPriority` is -100, the default 0), so that a log line reads the same."""
+
+    LOW = -100
+    NORMAL = 0
+
+    @property
+    def label(self) -> str:
+        """"low" or "normal": the `priority` label of `workqueue_depth`."""
+        return self.name.lower()
+
+
+LOW: Final = Priority.LOW
+NORMAL: Final = Priority.NORMAL
+# When keys of both priorities wait, at least one get in this many serves the oldest low key.
+LOW_EVERY: Final = 8
 
 
 class QueueShutDown(Exception):
@@ -110,12 +176,16 @@ class QueueShutDown(Exception):
 class QueueMetricsSink(Protocol):
     """What the queue reports; `labop.runtime.metrics.QueueMetrics` implements it for Prometheus."""
 
-    def add(self, key: Hashable) -> None:
-        """`key` became dirty (needs processing)."""
+    def add(self, key: Hashable, priority: Priority) -> None:
+        """`key` became dirty (needs processing) at `priority`."""
         ...
 
-    def get(self, key: Hashable) -> None:
-        """`key` was handed to a worker."""
+    def promote(self, key: Hashable) -> None:
+        """`key`, dirty at low priority, was asked for at normal priority: it moved up."""
+        ...
+
+    def get(self, key: Hashable, priority: Priority) -> None:
+        """`key` was handed to a worker from the lane of `priority`."""
         ...
 
     def done(self, key: Hashable) -> None:
@@ -130,10 +200,13 @@ class QueueMetricsSink(Protocol):
 class _NoMetrics:
     """The sink for `metrics=None`: reports nothing."""
 
-    def add(self, key: Hashable) -> None:
+    def add(self, key: Hashable, priority: Priority) -> None:
         pass
 
-    def get(self, key: Hashable) -> None:
+    def promote(self, key: Hashable) -> None:
+        pass
+
+    def get(self, key: Hashable, priority: Priority) -> None:
         pass
 
     def done(self, key: Hashable) -> None:
@@ -147,7 +220,7 @@ _Line: TypeAlias = "deque[asyncio.Future[object]]"  # callers waiting their turn
 
 
 class WorkQueue(Generic[K]):
-    """A bounded, deduplicating, delaying, rate-limiting queue of keys (see the module doc)."""
+    """A bounded, deduplicating, prioritising, delaying, rate-limiting queue of keys (see the module doc)."""
 
     def __init__(
         self,
@@ -166,9 +239,17 @@ class WorkQueue(Generic[K]):
         self._rate_limiter: RateLimiter[K] = rate_limiter or default_controller_rate_limiter(self._clock)
         self._metrics: QueueMetricsSink = metrics or _NoMetrics()
 
-        self._fifo: deque[K] = deque()  # waiting; len <= maxsize
-        self._parked: deque[K] = deque()  # accepted, no room yet; non-empty only while fifo is full
-        self._dirty: set[K] = set()  # needs processing: waiting, parked, or processing-and-dirty
+        self._fifo: deque[K] = deque()  # waiting at normal priority; len <= maxsize
+        self._parked: deque[K] = deque()  # normal, accepted, no room yet; non-empty only while fifo is full
+        # Waiting at low priority, oldest first; the value is the key's place in the lane (its
+        # sequence number), for `wait_low_drained`. OrderedDict: O(1) pop of the oldest and
+        # O(1) removal of a key that moves up (a plain dict's oldest pop is O(n) after deletes).
+        self._low: OrderedDict[K, int] = OrderedDict()
+        self._low_seq = itertools.count(1)
+        self._low_last = 0  # sequence number of the latest key put in the low lane
+        self._normal_streak = 0  # normal keys handed out in a row while low keys waited
+        self._dirty: set[K] = set()  # needs processing: waiting (either lane), parked, or processing-and-dirty
+        self._requeue_low: set[K] = set()  # processing-and-dirty keys asked for at low priority only
         self._processing: set[K] = set()
         self._shutting_down = False
 
@@ -180,9 +261,12 @@ class WorkQueue(Generic[K]):
         self._promised = 0
         self._putters_by_key: dict[K, list[asyncio.Future[object]]] = {}  # released once the key is in
         self._drainers: _Line = deque()
+        # wait_low_drained callers: (the low lane's last sequence number when they came, waiter).
+        self._low_watchers: deque[tuple[int, asyncio.Future[object]]] = deque()
 
-        # add_after: key -> (ready_at, seq) is the live entry; heap entries not matching it are stale.
-        self._delayed: dict[K, tuple[float, int]] = {}
+        # add_after: key -> (ready_at, seq, priority) is the live entry; heap entries whose
+        # (ready_at, seq) do not match it are stale.
+        self._delayed: dict[K, tuple[float, int, Priority]] = {}
         self._heap: list[tuple[float, int, K]] = []
         self._seq = itertools.count()
         self._timer_task: asyncio.Task[None] | None = None
@@ -191,13 +275,13 @@ class WorkQueue(Generic[K]):
     # ----------------------------------------------------------------- introspection
 
     def __len__(self) -> int:
-        """Keys waiting in the FIFO (at most `maxsize`)."""
-        return len(self._fifo)
+        """Keys waiting in either lane: what `get` could hand out now (parked keys excluded)."""
+        return len(self._fifo) + len(self._low)
 
     def __repr__(self) -> str:
         return (
-            f"<WorkQueue {self._name} waiting={len(self._fifo)}/{self._maxsize} parked={len(self._parked)}"
-            f" processing={len(self._processing)} delayed={len(self._delayed)}"
+            f"<WorkQueue {self._name} waiting={len(self._fifo)}/{self._maxsize} low={len(self._low)}"
+            f" parked={len(self._parked)} processing={len(self._processing)} delayed={len(self._delayed)}"
             f"{' shutting-down' if self._shutting_down else ''}>"
         )
 
@@ -222,6 +306,11 @@ class WorkQueue(Generic[K]):
         return self._shutting_down
 
     @property
+    def low_count(self) -> int:
+        """Keys waiting at low priority (not bounded by `maxsize`)."""
+        return len(self._low)
+
+    @property
     def parked_count(self) -> int:
         """Keys accepted without waiting (requeues, ready delayed keys) held until there is room."""
         return len(self._parked)
@@ -236,7 +325,7 @@ class WorkQueue(Generic[K]):
         return len(self._delayed)
 
     def full(self) -> bool:
-        """True when a new key would have to wait (`add`) or be refused (`add_nowait`)."""
+        """True when a new normal key would have to wait (`add`) or be refused (`add_nowait`)."""
         return not self._has_room() or any(not waiter.done() for waiter in self._putters)
 
     def _has_room(self) -> bool:
@@ -244,10 +333,13 @@ class WorkQueue(Generic[K]):
 
     # ----------------------------------------------------------------- adding
 
-    async def add(self, key: K) -> None:
-        """Queue `key`; waits only if it is new to the queue and `maxsize` keys are waiting."""
+    async def add(self, key: K, priority: Priority = NORMAL) -> None:
+        """Queue `key`; waits only if it is new to the queue, normal, and `maxsize` normal keys wait."""
+        if priority < NORMAL:
+            self._add_low(key)
+            return
         promised = False
-        while not self._absorbed(key):
+        while not self._absorbed(key, NORMAL):
             if promised:
                 self._promised -= 1  # the room kept for us is ours now
                 promised = False
@@ -263,36 +355,42 @@ class WorkQueue(Generic[K]):
             self._promised -= 1
             self._pass_room_on()
 
-    def add_nowait(self, key: K) -> None:
-        """Like `add`, but raise `asyncio.QueueFull` where `add` would wait."""
-        if self._absorbed(key):
+    def add_nowait(self, key: K, priority: Priority = NORMAL) -> None:
+        """Like `add`, but raise `asyncio.QueueFull` where `add` would wait (never for `LOW`)."""
+        if priority < NORMAL:
+            self._add_low(key)
+            return
+        if self._absorbed(key, NORMAL):
             return
         if self.full():
             raise asyncio.QueueFull(f"work queue {self._name} has {self._maxsize} keys waiting")
         self._insert_new(key)
 
-    def add_after(self, key: K, seconds: float) -> None:
-        """Queue `key` once `seconds` have passed; never blocks (parks the key if full when due)."""
+    def add_after(self, key: K, seconds: float, priority: Priority = NORMAL) -> None:
+        """Queue `key` at `priority` once `seconds` have passed; never blocks (parks the key if full when due)."""
         if self._shutting_down:
             return
         self._metrics.retry()
         if not seconds > 0:  # also catches NaN
-            self._admit(key)
+            self._admit(key, priority)
             return
         ready_at = self._clock.now() + seconds
         current = self._delayed.get(key)
-        if current is not None and current[0] <= ready_at:
-            return  # the earlier deadline wins
+        if current is not None:
+            priority = max(priority, current[2])  # asked twice: the higher priority holds
+            if current[0] <= ready_at:  # the earlier deadline wins
+                self._delayed[key] = (current[0], current[1], priority)
+                return
         seq = next(self._seq)
-        self._delayed[key] = (ready_at, seq)
+        self._delayed[key] = (ready_at, seq, priority)
         heapq.heappush(self._heap, (ready_at, seq, key))
         self._compact_heap()
         if self._heap[0][1] == seq:
             self._wake_timer()  # new earliest deadline: the timer must re-arm
         self._ensure_timer()
 
-    def add_rate_limited(self, key: K) -> float | None:
-        """Queue `key` after the rate limiter's delay (one more failure of `key`).
+    def add_rate_limited(self, key: K, priority: Priority = NORMAL) -> float | None:
+        """Queue `key` at `priority` after the rate limiter's delay (one more failure of `key`).
 
         Returns that delay in seconds, for the caller's log line, or None if the queue is shut
         down and the add was ignored.
@@ -300,7 +398,7 @@ class WorkQueue(Generic[K]):
         if self._shutting_down:
             return None
         delay = self._rate_limiter.when(key)
-        self.add_after(key, delay)
+        self.add_after(key, delay, priority)
         return delay
 
     def forget(self, key: K) -> None:
@@ -313,17 +411,21 @@ class WorkQueue(Generic[K]):
     # ----------------------------------------------------------------- taking
 
     async def get(self) -> K:
-        """The next waiting key (FIFO); waits while empty; `QueueShutDown` once drained."""
-        while not self._fifo:
+        """The next key (normal lane first, see the module doc); waits while empty;
+        `QueueShutDown` once drained."""
+        while not self._fifo and not self._low:
             if self._shutting_down:
                 raise QueueShutDown(self._name)
             await self._wait_in_line(self._getters, self._pass_key_on)
-        key = self._fifo.popleft()
-        self._dirty.discard(key)
-        self._processing.add(key)
-        self._metrics.get(key)
-        self._refill()
-        return key
+        return self._take()[0]
+
+    async def get_with_priority(self) -> tuple[K, Priority]:
+        """Like `get`, with the priority the key was handed out at (for its retries)."""
+        while not self._fifo and not self._low:
+            if self._shutting_down:
+                raise QueueShutDown(self._name)
+            await self._wait_in_line(self._getters, self._pass_key_on)
+        return self._take()
 
     def done(self, key: K) -> None:
         """The worker holding `key` finished; queue it again if it was added meanwhile."""
@@ -332,9 +434,26 @@ class WorkQueue(Generic[K]):
         self._processing.remove(key)
         self._metrics.done(key)
         if key in self._dirty:
-            self._enqueue(key)
+            if key in self._requeue_low:
+                self._requeue_low.remove(key)
+                self._push_low(key)
+            else:
+                self._enqueue(key)
         if not self._processing:
             self._wake_all(self._drainers)
+
+    async def wait_low_drained(self) -> None:
+        """Return once every key waiting at low priority *now* has left the low lane: handed to
+        a worker, moved up by a normal add, or the queue shut down. Keys put in the low lane
+        later are not waited for (a resync waits for its own pass, see `Controller`)."""
+        if not self._low or self._shutting_down:
+            return
+        waiter: asyncio.Future[object] = asyncio.get_running_loop().create_future()
+        self._low_watchers.append((self._low_last, waiter))
+        try:
+            await waiter
+        finally:
+            waiter.cancel()  # no-op once done; a cancelled one is skipped and dropped later
 
     # ----------------------------------------------------------------- shutdown
 
@@ -348,6 +467,10 @@ class WorkQueue(Generic[K]):
         self._wake_timer()
         self._wake_all(self._putters)
         self._wake_all(self._getters)
+        while self._low_watchers:
+            _, waiter = self._low_watchers.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
 
     async def shutdown_with_drain(self) -> None:
         """`shutdown()`, then return once no key is being processed."""
@@ -357,35 +480,65 @@ class WorkQueue(Generic[K]):
 
     # ----------------------------------------------------------------- internals: keys
 
-    def _absorbed(self, key: K) -> bool:
-        """True when `key` needs no new slot: ignored (shutdown), deduped, or marked for `done`."""
-        if self._shutting_down or key in self._dirty:
+    def _absorbed(self, key: K, priority: Priority) -> bool:
+        """True when `key` needs no new slot: ignored (shutdown), deduped (perhaps moved up),
+        or marked for `done`."""
+        if self._shutting_down:
+            return True
+        if key in self._dirty:
+            if priority >= NORMAL:
+                self._move_up(key)
             return True
         if key in self._processing:
-            self._mark_dirty(key)  # requeued by done(); never handed to a second worker
+            self._mark_dirty(key, priority)  # requeued by done(); never handed to a second worker
+            if priority < NORMAL:
+                self._requeue_low.add(key)
             return True
         return False
 
-    def _mark_dirty(self, key: K) -> None:
+    def _move_up(self, key: K) -> None:
+        """A normal add for a dirty key: if it is low (waiting, or processing and dirty), it is
+        normal from now on. A waiting one joins the normal lane at the back (parked when full:
+        it has its entry already, so the bound does not hold it back)."""
+        if key in self._low:
+            del self._low[key]
+            self._metrics.promote(key)
+            self._low_left()
+            self._enqueue(key)
+        elif key in self._requeue_low:
+            self._requeue_low.remove(key)
+            self._metrics.promote(key)
+
+    def _mark_dirty(self, key: K, priority: Priority) -> None:
         self._dirty.add(key)
-        self._metrics.add(key)
-        # Producers still waiting for room to add this very key have nothing left to wait for.
+        self._metrics.add(key, priority)
+        # Producers still waiting for room to add this very key have nothing left to wait for
+        # (if it got in at low priority, they wake, find it dirty, and move it up).
         for waiter in self._putters_by_key.pop(key, ()):
             if not waiter.done():
                 waiter.set_result(None)
 
+    def _add_low(self, key: K) -> None:
+        if self._absorbed(key, LOW):
+            return
+        self._mark_dirty(key, LOW)
+        self._push_low(key)
+
     def _insert_new(self, key: K) -> None:
         # Callers checked there is room; room implies nothing is parked, so order is kept.
-        self._mark_dirty(key)
+        self._mark_dirty(key, NORMAL)
         self._fifo.append(key)
         self._wake_first(self._getters)
 
-    def _admit(self, key: K) -> None:
+    def _admit(self, key: K, priority: Priority) -> None:
         """Non-blocking add for requeues and due delayed keys: parks instead of waiting."""
-        if self._absorbed(key):
+        if self._absorbed(key, priority):
             return
-        self._mark_dirty(key)
-        self._enqueue(key)
+        self._mark_dirty(key, priority)
+        if priority < NORMAL:
+            self._push_low(key)
+        else:
+            self._enqueue(key)
 
     def _enqueue(self, key: K) -> None:
         if not self._has_room():
@@ -394,9 +547,44 @@ class WorkQueue(Generic[K]):
             self._fifo.append(key)
             self._wake_first(self._getters)
 
+    def _push_low(self, key: K) -> None:
+        self._low_last = next(self._low_seq)
+        self._low[key] = self._low_last
+        self._wake_first(self._getters)
+
+    def _take(self) -> tuple[K, Priority]:
+        """The next key, from a non-empty queue: normal first, but the oldest low key when
+        `LOW_EVERY - 1` normal keys in a row went ahead of it (no starvation)."""
+        if self._low and (not self._fifo or self._normal_streak >= LOW_EVERY - 1):
+            key = self._low.popitem(last=False)[0]
+            priority = LOW
+            self._normal_streak = 0
+            self._low_left()
+        else:
+            key = self._fifo.popleft()
+            priority = NORMAL
+            self._normal_streak = self._normal_streak + 1 if self._low else 0
+        self._dirty.discard(key)
+        self._processing.add(key)
+        self._metrics.get(key, priority)
+        if priority is NORMAL:
+            self._refill()
+        return key, priority
+
+    def _low_left(self) -> None:
+        """A key left the low lane: wake the `wait_low_drained` callers whose keys are all out."""
+        if not self._low_watchers:
+            return
+        oldest = next(iter(self._low.values())) if self._low else None
+        while self._low_watchers and (oldest is None or self._low_watchers[0][0] < oldest):
+            _, waiter = self._low_watchers.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+
     def _refill(self) -> None:
         """A `get` made room: parked keys first, then one producer blocked in `add`."""
         self._pass_room_on()
+
 
     # ----------------------------------------------------------------- internals: waiting
 
@@ -451,7 +639,7 @@ class WorkQueue(Generic[K]):
             self._promised += 1
 
     def _pass_key_on(self) -> None:
-        if self._fifo:
+        if self._fifo or self._low:
             self._wake_first(self._getters)
 
     @staticmethod
@@ -493,9 +681,10 @@ class WorkQueue(Generic[K]):
         now = self._clock.now()
         while self._heap and self._heap[0][0] <= now:
             ready_at, seq, key = heapq.heappop(self._heap)
-            if self._delayed.get(key) == (ready_at, seq):
+            entry = self._delayed.get(key)
+            if entry is not None and entry[:2] == (ready_at, seq):
                 del self._delayed[key]
-                self._admit(key)
+                self._admit(key, entry[2])
 
     def _wake_timer(self) -> None:
         if self._timer_wakeup is not None and not self._timer_wakeup.done():
@@ -504,7 +693,7 @@ class WorkQueue(Generic[K]):
     def _compact_heap(self) -> None:
         # An earlier deadline leaves the later entry behind as stale; rebuild before they pile up.
         if len(self._heap) > 2 * len(self._delayed) + 64:
-            self._heap = [(at, seq, key) for key, (at, seq) in self._delayed.items()]
+            self._heap = [(at, seq, key) for key, (at, seq, _) in self._delayed.items()]
             heapq.heapify(self._heap)
 
     def _timer_ended(self, task: asyncio.Task[None]) -> None:
