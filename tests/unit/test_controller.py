@@ -267,13 +267,17 @@ async def test_the_controllers_metrics_go_to_the_registry_it_was_given(started: 
 class Elected(Setup):
     """A Controller with leader election on an in-memory Lease; exit_process is recorded."""
 
-    def __init__(self, leases: FakeLeases | None = None, identity: str = "me") -> None:
+    def __init__(
+        self, leases: FakeLeases | None = None, identity: str = "me", queue_size: int = 1000
+    ) -> None:
         self.labservers = {}
         self.api = FakeApi()
         self.registry = CollectorRegistry()
         self.leases = leases or FakeLeases()
         self.exits: list[int] = []
-        settings = quiet_settings(leader_elect=True, lease_duration=4.0, renew_deadline=3.0, retry_period=1.0)
+        settings = quiet_settings(
+            leader_elect=True, lease_duration=4.0, renew_deadline=3.0, retry_period=1.0, queue_size=queue_size
+        )
         self.controller = Controller(
             settings,
             Cache(self.labservers, {}, {}),
@@ -330,6 +334,24 @@ async def test_the_new_leader_starts_its_workers_and_enqueues_every_cached_labse
         assert lease_events
     finally:
         await setup.controller.stop()
+
+
+async def test_the_new_leader_resyncs_every_cached_labserver_even_past_the_queues_bound(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="labop.controller")
+    setup = Elected(queue_size=1)
+    names = [f"ls-{index}" for index in range(5)]
+    for name in names:
+        setup.cache_labserver(name)
+    await setup.controller.start()
+    try:
+        await until(lambda: len([c for c in setup.api.calls if c[0] == "apply_status"]) >= len(names))
+    finally:
+        await setup.controller.stop()
+    assert "leading: workers started controller=labserver resync_keys=5" in caplog.text
+    assert setup.registry.get_sample_value("controller_resync_keys_total", {"controller": "labserver"}) == 5
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
 
 
 async def test_a_graceful_stop_releases_the_lease() -> None:

@@ -214,7 +214,12 @@ async def test_a_labserver_event_is_low_priority_only_when_its_spec_was_handled_
 @pytest.mark.parametrize("handler", [handlers.deployment_event, handlers.service_event])
 @pytest.mark.parametrize(
     ("event_type", "priority"),
-    [(None, Priority.LOW), ("ADDED", Priority.NORMAL), ("MODIFIED", Priority.NORMAL), ("DELETED", Priority.NORMAL)],
+    [
+        (None, Priority.LOW),
+        ("ADDED", Priority.NORMAL),
+        ("MODIFIED", Priority.NORMAL),
+        ("DELETED", Priority.NORMAL),
+    ],
 )
 async def test_a_child_event_is_low_priority_only_in_the_initial_listing(
     handler: Any, event_type: str | None, priority: Priority

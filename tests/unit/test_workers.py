@@ -17,7 +17,7 @@ from labkit.logs import FieldsFormatter
 from labop.runtime import Key, PermanentError, Result, TransientError
 from labop.runtime.clock import FakeClock
 from labop.runtime.workers import WorkerPool
-from labop.runtime.workqueue import WorkQueue
+from labop.runtime.workqueue import LOW, NORMAL, Priority, WorkQueue
 
 pytestmark = pytest.mark.timeout(10)
 
@@ -255,6 +255,33 @@ async def test_a_requeue_result_comes_back_after_the_rate_limiters_delay_without
     assert recorder.calls == [A, A]
     assert queue.num_requeues(A) == 0  # the plain success that followed forgot it
     await pool.stop()
+
+
+@pytest.mark.parametrize("priority", [LOW, NORMAL])
+@pytest.mark.parametrize(
+    "outcome",
+    [RuntimeError("bug"), TransientError("503"), Result(requeue=True), Result(requeue_after=5)],
+    ids=["error", "transient", "requeue", "requeue_after"],
+)
+async def test_a_key_comes_back_at_the_priority_it_was_handed_out_with(
+    outcome: object, priority: Priority
+) -> None:
+    recorder = Recorder(outcome)
+    pool, queue, clock = make_pool(recorder, workers=1)
+    queue.add_nowait(A, priority)
+    await pool.start()
+    await settle()
+    assert recorder.calls == [A]
+    recorder.gate = asyncio.Event()  # hold the next key, so the retry stays where we can see it
+    await queue.add(B)
+    await settle()
+    clock.advance(10)  # past the retry's delay
+    await settle()
+    assert (len(queue), queue.low_count) == (1, 1 if priority is LOW else 0)
+    recorder.gate.set()
+    await settle()
+    await pool.stop()
+    assert recorder.calls == [A, B, A]
 
 
 def test_a_result_refuses_a_negative_or_infinite_delay() -> None:

@@ -2,8 +2,9 @@
 
 Hypothesis draws a script of operations: adds (waiting and non-blocking, at normal and low
 priority), delayed adds (both priorities), gets and dones by several logical workers, clock
-advances and a random number of event-loop turns between steps. The script runs on a fresh event loop with a FakeClock; afterwards every worker keeps
-taking keys until nothing is left. Checked throughout:
+advances and a random number of event-loop turns between steps. The script runs on a fresh
+event loop with a FakeClock; afterwards every worker keeps taking keys until nothing is left.
+Checked throughout:
 
 * no key is ever held by two workers at once;
 * the number of normal keys waiting never exceeds maxsize (low keys are not bounded by it);

@@ -108,18 +108,16 @@ def event_priority(event_type: str | None, obj: Mapping[str, Any], *, owned: boo
       the generation; an object created or edited while the operator was down was listed
       with an older or no observedGeneration, and is new work too). A level test on the object
       itself, so it needs no memory of the previous version.
+    * A primary with no `metadata.generation` (a kind without that convention, e.g. a
+      ConfigMap): as a child, since there is nothing to compare.
     """
     if event_type in ("ADDED", "DELETED"):
         return NORMAL
-    if owned:
-        return LOW if event_type is None else NORMAL
-    return LOW if _observed(obj) else NORMAL
-
-
-def _observed(obj: Mapping[str, Any]) -> bool:
     generation = (obj.get("metadata") or {}).get("generation")
+    if owned or generation is None:
+        return LOW if event_type is None else NORMAL
     observed = (obj.get("status") or {}).get("observedGeneration")
-    return generation is not None and observed == generation
+    return LOW if observed == generation else NORMAL
 
 
 def controller_owner_key(child: Mapping[str, Any], owner: GroupKind) -> Key | None:
@@ -231,23 +229,21 @@ class Controller:
 
     async def _resync_forever(self) -> None:
         await self.primed.wait()
-        clock, period = self.queue.clock, self.options.resync_seconds
+        clock = self.queue.clock
         while True:
-            await clock.sleep(period)
+            await clock.sleep(self.options.resync_seconds)
             started = clock.now()
             keys = self.resync()
             await self.queue.wait_low_drained()  # the pass is over: its keys were handed out
-            seconds = clock.now() - started
-            behind = seconds > period
-            log_event(
-                log,
-                "resync done",
-                logging.INFO if behind else logging.DEBUG,
-                controller=self.name,
-                keys=keys,
-                seconds=round(seconds, 3),
-                **({"period": period} if behind else {}),
-            )
+            self._log_pass(keys, clock.now() - started)
+
+    def _log_pass(self, keys: int, seconds: float) -> None:
+        period = self.options.resync_seconds
+        fields: dict[str, Any] = {"controller": self.name, "keys": keys, "seconds": round(seconds, 3)}
+        level = logging.DEBUG  # every period: routine
+        if seconds > period:  # behind its own period: worth a line
+            level, fields["period"] = logging.INFO, period
+        log_event(log, "resync done", level, **fields)
 
 
 @dataclass(frozen=True)

@@ -159,7 +159,7 @@ class Priority(IntEnum):
 
     @property
     def label(self) -> str:
-        """"low" or "normal": the `priority` label of `workqueue_depth`."""
+        """ "low" or "normal": the `priority` label of `workqueue_depth`."""
         return self.name.lower()
 
 
@@ -248,7 +248,9 @@ class WorkQueue(Generic[K]):
         self._low_seq = itertools.count(1)
         self._low_last = 0  # sequence number of the latest key put in the low lane
         self._normal_streak = 0  # normal keys handed out in a row while low keys waited
-        self._dirty: set[K] = set()  # needs processing: waiting (either lane), parked, or processing-and-dirty
+        self._dirty: set[K] = (
+            set()
+        )  # needs processing: waiting (either lane), parked, or processing-and-dirty
         self._requeue_low: set[K] = set()  # processing-and-dirty keys asked for at low priority only
         self._processing: set[K] = set()
         self._shutting_down = False
@@ -367,7 +369,8 @@ class WorkQueue(Generic[K]):
         self._insert_new(key)
 
     def add_after(self, key: K, seconds: float, priority: Priority = NORMAL) -> None:
-        """Queue `key` at `priority` once `seconds` have passed; never blocks (parks the key if full when due)."""
+        """Queue `key` at `priority` once `seconds` have passed; never blocks (a normal key due
+        while the FIFO is full is parked)."""
         if self._shutting_down:
             return
         self._metrics.retry()
@@ -584,7 +587,6 @@ class WorkQueue(Generic[K]):
     def _refill(self) -> None:
         """A `get` made room: parked keys first, then one producer blocked in `add`."""
         self._pass_room_on()
-
 
     # ----------------------------------------------------------------- internals: waiting
 
