@@ -7,9 +7,14 @@ What is measured:
 * cycles per second: one producer adds distinct keys (`("ns", "obj-N")`), W workers each loop
   get -> done (asyncio.Queue: get -> task_done). One cycle = one key through add, get and done;
   the clock stops when the workers have finished the last key. Best of several rounds, which
-  interleave the variants, so a busy neighbour on the machine costs them alike.
+  interleave the variants, so a busy neighbour on the machine costs them alike. The "mixed"
+  variant adds every other key at low priority, so both lanes, the move between them and the
+  no-starvation count are exercised (the priority queue's overhead against all-normal keys).
+* a resync pass: add_nowait of every key at low priority into a queue bound to MAXSIZE normal
+  keys (none refused), keys per second.
 * peak memory (tracemalloc) of a queue holding 100k distinct keys that were built beforehand,
-  i.e. the queue's own bookkeeping, not the keys.
+  i.e. the queue's own bookkeeping, not the keys; at normal priority (the FIFO) and at low
+  priority (the low lane, an ordered set).
 
 The code under test is labop.runtime.workqueue (and labop.runtime.metrics for the row with
 metrics); the figures go to the "Work queue" section of BENCHMARKS.md.
@@ -21,6 +26,7 @@ import argparse
 import asyncio
 import datetime
 import gc
+import itertools
 import os
 import platform
 import time
@@ -32,7 +38,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry
 
 from labop.runtime.metrics import QueueMetrics
-from labop.runtime.workqueue import WorkQueue
+from labop.runtime.workqueue import LOW, NORMAL, Priority, WorkQueue
 
 Key = tuple[str, str]
 WORKER_COUNTS = (1, 4, 16)
@@ -46,7 +52,7 @@ def make_keys(count: int) -> list[Key]:
 # --------------------------------------------------------------------------- throughput
 
 
-async def cycles_workqueue(keys: list[Key], workers: int, with_metrics: bool) -> float:
+async def cycles_workqueue(keys: list[Key], workers: int, with_metrics: bool, mixed: bool = False) -> float:
     metrics = QueueMetrics(CollectorRegistry(), "bench") if with_metrics else None
     queue: WorkQueue[Key] = WorkQueue(maxsize=MAXSIZE, name="bench", metrics=metrics)
     finished = asyncio.Event()
@@ -61,7 +67,14 @@ async def cycles_workqueue(keys: list[Key], workers: int, with_metrics: bool) ->
             if not remaining:
                 finished.set()
 
-    return await _timed(keys, workers, worker, queue.add, finished)
+    if not mixed:
+        return await _timed(keys, workers, worker, queue.add, finished)
+    flip = itertools.cycle((NORMAL, LOW))
+
+    async def add_mixed(key: Key) -> None:
+        await queue.add(key, next(flip))
+
+    return await _timed(keys, workers, worker, add_mixed, finished)
 
 
 async def cycles_asyncio_queue(keys: list[Key], workers: int) -> float:
@@ -126,12 +139,27 @@ def peak_bytes(fill: Callable[[list[Key]], object], keys: list[Key]) -> int:
     return peak
 
 
-def fill_workqueue(keys: list[Key], with_metrics: bool = False) -> object:
+def fill_workqueue(keys: list[Key], with_metrics: bool = False, priority: Priority = NORMAL) -> object:
     metrics = QueueMetrics(CollectorRegistry(), "bench") if with_metrics else None
     queue: WorkQueue[Key] = WorkQueue(maxsize=len(keys), metrics=metrics)
     for key in keys:
-        queue.add_nowait(key)
+        queue.add_nowait(key, priority)
     return queue
+
+
+def resync_keys_per_second(keys: list[Key], rounds: int) -> float:
+    """One resync pass: every key at low priority into a queue bound to MAXSIZE normal keys."""
+    best = 0.0
+    for _ in range(rounds):
+        gc.collect()
+        queue: WorkQueue[Key] = WorkQueue(maxsize=MAXSIZE, metrics=QueueMetrics(CollectorRegistry(), "bench"))
+        started = time.perf_counter()
+        for key in keys:
+            queue.add_nowait(key, LOW)
+        elapsed = time.perf_counter() - started
+        assert queue.low_count == len(keys), "a resync drops no key"
+        best = max(best, len(keys) / elapsed)
+    return best
 
 
 def fill_asyncio_queue(keys: list[Key]) -> object:
@@ -176,15 +204,22 @@ def main() -> None:
                 "bare": lambda w=workers: cycles_asyncio_queue(keys, w),  # type: ignore[misc]
                 "plain": lambda w=workers: cycles_workqueue(keys, w, False),  # type: ignore[misc]
                 "metered": lambda w=workers: cycles_workqueue(keys, w, True),  # type: ignore[misc]
+                "mixed": lambda w=workers: cycles_workqueue(keys, w, False, mixed=True),  # type: ignore[misc]
             },
         )
-        rows.append((workers, best["bare"], best["plain"], best["metered"]))
+        rows.append((workers, best["bare"], best["plain"], best["metered"], best["mixed"]))
+    resync = resync_keys_per_second(keys, args.rounds)
 
     memory_keys = make_keys(args.memory_keys)
     peaks = [
         ("asyncio.Queue", peak_bytes(fill_asyncio_queue, memory_keys)),
         ("WorkQueue", peak_bytes(fill_workqueue, memory_keys)),
         ("WorkQueue + QueueMetrics", peak_bytes(lambda k: fill_workqueue(k, True), memory_keys)),
+        ("WorkQueue, keys at LOW", peak_bytes(lambda k: fill_workqueue(k, priority=LOW), memory_keys)),
+        (
+            "WorkQueue + QueueMetrics, keys at LOW",
+            peak_bytes(lambda k: fill_workqueue(k, True, priority=LOW), memory_keys),
+        ),
     ]
 
     today = datetime.date.today().isoformat()
@@ -193,11 +228,16 @@ def main() -> None:
     print()
     print(
         "| workers | asyncio.Queue put+get+task_done /s | WorkQueue add+get+done /s | ratio |"
-        " WorkQueue + QueueMetrics /s |"
+        " WorkQueue + QueueMetrics /s | WorkQueue, mixed priorities /s | mixed / all normal |"
     )
-    print("|---:|---:|---:|---:|---:|")
-    for workers, bare, plain, metered in rows:
-        print(f"| {workers} | {bare:,.0f} | {plain:,.0f} | {plain / bare:.2f} | {metered:,.0f} |")
+    print("|---:|---:|---:|---:|---:|---:|---:|")
+    for workers, bare, plain, metered, mixed in rows:
+        print(
+            f"| {workers} | {bare:,.0f} | {plain:,.0f} | {plain / bare:.2f} | {metered:,.0f}"
+            f" | {mixed:,.0f} | {mixed / plain:.2f} |"
+        )
+    print()
+    print(f"Resync pass (add_nowait at LOW, with QueueMetrics, maxsize {MAXSIZE}): {resync:,.0f} keys/s.")
     print()
     print(f"| {args.memory_keys:,} distinct keys waiting | peak traced memory | per key |")
     print("|---|---:|---:|")

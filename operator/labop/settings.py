@@ -30,8 +30,13 @@ class OperatorSettings:
     """Every knob; the field's ``help`` metadata is the README table's text."""
 
     workers: int = field(default=2, metadata={"help": "concurrent reconciles (worker tasks)"})
-    queue_size: int = field(default=1000, metadata={"help": "distinct keys waiting before producers wait"})
-    resync_seconds: float = field(default=300.0, metadata={"help": "period of the full re-enqueue (0 = off)"})
+    queue_size: int = field(
+        default=1000,
+        metadata={"help": "distinct normal-priority keys waiting before producers of new ones wait"},
+    )
+    resync_seconds: float = field(
+        default=300.0, metadata={"help": "period of the full re-enqueue, every key at low priority (0 = off)"}
+    )
     default_image: str = field(default=DEFAULT_IMAGE, metadata={"help": "image when spec.image is empty"})
     namespaces: tuple[str, ...] = field(
         default=(), metadata={"help": "namespaces to watch, comma-separated (empty = all)"}

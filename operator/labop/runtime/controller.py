@@ -77,7 +77,7 @@ class Options:
     """How a controller runs (controller-runtime's `controller.Options`, plus the resync)."""
 
     workers: int = 2  # MaxConcurrentReconciles
-    queue_size: int = 1000  # distinct keys waiting at most (bounded, unlike client-go's queue)
+    queue_size: int = 1000  # distinct normal keys waiting at most (bounded, unlike client-go's queue)
     resync_seconds: float = 0.0  # re-add every primary key this often; 0 = never
     shutdown_timeout: float = 30.0  # grace for in-flight reconciles on stop
     registry: CollectorRegistry | None = None  # where the workqueue_* and controller_runtime_* go
