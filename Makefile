@@ -188,7 +188,7 @@ fmt: venv ## Format the code with ruff.
 bench: bench-queue bench-server bench-operator bench-pod ## Run every benchmark.
 
 .PHONY: bench-queue
-bench-queue: venv ## Work queue: add+get+done cycles/s (1, 4, 16 workers) vs asyncio.Queue; memory at 100k keys.
+bench-queue: venv ## Work queue: add+get+done cycles/s (1, 4, 16 workers) vs asyncio.Queue, all normal and mixed priorities; a resync pass; memory at 100k keys.
 	$(PY) bench/bench_queue.py
 
 .PHONY: bench-failover

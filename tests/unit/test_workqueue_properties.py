@@ -8,7 +8,9 @@ Checked throughout:
 
 * no key is ever held by two workers at once;
 * the number of normal keys waiting never exceeds maxsize (low keys are not bounded by it);
-* every key is taken by a worker after its last add (no add is lost, even deduped ones).
+* every key is taken by a worker after its last add (no add is lost, even deduped ones);
+* a key is never handed out at low priority after a normal add that took effect at once
+  (add_nowait, add_after with no delay) since it was last handed out (moving up is not lost).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from labop.runtime.clock import FakeClock
-from labop.runtime.workqueue import LOW, WorkQueue
+from labop.runtime.workqueue import LOW, NORMAL, Priority, WorkQueue
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -61,7 +63,9 @@ class Run:
     tick: int = 0  # a logical time line of adds and gets
     last_add: dict[str, int] = field(default_factory=dict)
     last_get: dict[str, int] = field(default_factory=dict)
-    getting: dict[int, asyncio.Task[str]] = field(default_factory=dict)
+    getting: dict[int, asyncio.Task[tuple[str, Priority]]] = field(default_factory=dict)
+    # key -> a normal add took effect since the key was last handed out
+    normal_since_take: dict[str, bool] = field(default_factory=dict)
     holding: dict[int, str] = field(default_factory=dict)
     producers: list[asyncio.Task[None]] = field(default_factory=list)
 
@@ -73,8 +77,10 @@ class Run:
         for index, task in list(self.getting.items()):
             if task.done():
                 del self.getting[index]
-                got = task.result()
+                got, priority = task.result()
                 assert got not in self.holding.values(), f"{got} held by two workers"
+                assert not (priority is LOW and self.normal_since_take.get(got)), f"{got} lost its move up"
+                self.normal_since_take[got] = False
                 self.holding[index] = got
                 self.tick += 1
                 self.last_get[got] = self.tick
@@ -96,9 +102,12 @@ class Run:
                 pass  # refused: not an add
             else:
                 self.note_add(str(op[1]))
+                self.normal_since_take[str(op[1])] = True
         elif kind == "add_after":
             self.note_add(str(op[1]))
-            self.queue.add_after(str(op[1]), float(op[2]))  # type: ignore[arg-type]
+            self.queue.add_after(str(op[1]), float(op[2]), NORMAL)  # type: ignore[arg-type]
+            if float(op[2]) == 0:  # type: ignore[arg-type]
+                self.normal_since_take[str(op[1])] = True
         elif kind == "add_low":
             self.note_add(str(op[1]))
             self.queue.add_nowait(str(op[1]), LOW)  # never refused
@@ -108,7 +117,7 @@ class Run:
         elif kind == "get":
             index = int(op[1])  # type: ignore[call-overload]
             if index not in self.getting and index not in self.holding:
-                self.getting[index] = asyncio.create_task(self.queue.get())
+                self.getting[index] = asyncio.create_task(self.queue.get_with_priority())
         elif kind == "done":
             index = int(op[1])  # type: ignore[call-overload]
             if index in self.holding:
@@ -129,7 +138,7 @@ class Run:
                 self.queue.done(self.holding.pop(index))
             for index in range(WORKERS):
                 if index not in self.getting and index not in self.holding:
-                    self.getting[index] = asyncio.create_task(self.queue.get())
+                    self.getting[index] = asyncio.create_task(self.queue.get_with_priority())
             self.clock.advance(100.0)
             await self.settle(5)
             idle = not self.holding and all(task.done() for task in self.producers)
