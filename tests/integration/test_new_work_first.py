@@ -97,7 +97,9 @@ def test_a_labserver_created_after_a_restart_goes_before_the_relisted_backlog(
             lab.create(a_labserver("fresh", replicas=0))
             eventually(
                 lambda: lab.get("fresh").get("status", {}).get("observedGeneration") == 1,
-                timeout=60,
+                # Generous: first kopf processes the whole relist (every LabServer, Deployment
+                # and Service), which on a loaded 2-core machine takes a while at 1,000.
+                timeout=120 + OLD // 2,
                 interval=0.05,
                 what="the new LabServer's first status",
             )
