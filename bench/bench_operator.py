@@ -69,6 +69,12 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--no-floor", action="store_true", help="skip the floor rounds")
     parser.add_argument("--profile", action="store_true", help="one more operator round under py-spy")
     parser.add_argument("--profile-size", type=int, default=1000)
+    parser.add_argument(
+        "--profile-format",
+        choices=("flamegraph", "speedscope", "raw"),
+        default="flamegraph",
+        help="py-spy's output: flamegraph (SVG), speedscope (JSON, speedscope.app) or raw (collapsed stacks)",
+    )
     parser.add_argument("--operator-src", type=Path, default=REPO, help="the checkout whose operator runs")
     parser.add_argument("--label", default="run", help="names the results file, e.g. before / after")
     parser.add_argument("--results", type=Path, default=BENCH / "results")
@@ -90,6 +96,7 @@ def run(args: argparse.Namespace, root: Path) -> list[dict[str, Any]]:
         workers=args.workers,
         profiles=BENCH / "profiles",
         label=args.label,
+        profile_format=args.profile_format,
     )
     done: list[dict[str, Any]] = []
     for n in args.sizes:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
@@ -113,29 +112,44 @@ def plot_rss(runs: list[dict[str, Any]], out: Path) -> Path:
 
 
 def plot_writes(runs: list[dict[str, Any]], out: Path) -> Path:
-    fig, ax = figure(runs, "Writes per LabServer by kind (apiserver_request_total)")
-    for run in runs:
-        for phase, style in (("operator", "-"), ("floor", "--")):
-            per_kind: dict[str, list[tuple[int, float]]] = defaultdict(list)
-            for p in run["phases"]:
-                if p["phase"] == phase:
-                    for kind in KINDS:
-                        per_kind[kind].append((p["n"], p["writes_per_labserver"].get(kind, 0.0)))
-            for kind, points in per_kind.items():
-                if phase == "floor" and kind == "Events":
-                    continue
-                points.sort()
-                ax.plot(
-                    [n for n, _ in points],
-                    [v for _, v in points],
-                    style,
-                    marker="o",
-                    label=f"{kind}, {phase}, {run['label']}",
-                )
+    """Stacked bars: for each N, one bar per (run, floor or operator), stacked by kind."""
+    bars = [
+        (run, phase)
+        for run in runs
+        for phase in ("floor", "operator")
+        if any(p["phase"] == phase for p in run["phases"])
+    ]
+    sizes = sorted({p["n"] for run in runs for p in run["phases"] if p["phase"] in ("floor", "operator")})
+    fig, ax = plt.subplots(figsize=(8, 5.2))
+    fig.subplots_adjust(bottom=0.12 + 0.035 * len(runs))
+    ax.set_title("Writes per LabServer by kind (apiserver_request_total), scale rounds")
+    footer(fig, runs)
+    width = 0.8 / max(len(bars), 1)
+    colours = dict(zip(KINDS, ("#4c72b0", "#55a868", "#c44e52", "#8172b2"), strict=True))
+    for index, (run, phase) in enumerate(bars):
+        by_n = {p["n"]: p["writes_per_labserver"] for p in run["phases"] if p["phase"] == phase}
+        xs = [i + (index - (len(bars) - 1) / 2) * width for i in range(len(sizes))]
+        bottom = [0.0] * len(sizes)
+        for kind in KINDS:
+            heights = [by_n.get(n, {}).get(kind, 0.0) for n in sizes]
+            ax.bar(
+                xs,
+                heights,
+                width * 0.9,
+                bottom=bottom,
+                color=colours[kind],
+                label=kind if index == 0 else None,
+                edgecolor="white",
+                linewidth=0.5,
+            )
+            bottom = [b + h for b, h in zip(bottom, heights, strict=True)]
+        for x, total in zip(xs, bottom, strict=True):
+            ax.text(x, total + 0.05, f"{phase}\n{run['label']}", ha="center", va="bottom", fontsize=6)
+    ax.set_xticks(range(len(sizes)), [str(n) for n in sizes])
     ax.set_xlabel("LabServers (N)")
     ax.set_ylabel("writes per LabServer")
-    ax.set_ylim(bottom=0)
-    ax.legend(fontsize=7, ncol=2)
+    ax.set_ylim(0, max(ax.get_ylim()[1], 1) * 1.15)
+    ax.legend(fontsize=7)
     path = out / "operator-writes.png"
     fig.savefig(path, dpi=110)
     plt.close(fig)

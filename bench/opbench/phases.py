@@ -62,6 +62,7 @@ class Options:
     workers: int | None  # None: the operator's default
     profiles: Path  # where --profile keeps its flame graph
     label: str
+    profile_format: str = "flamegraph"  # py-spy's --format: flamegraph (SVG), speedscope (JSON) or raw
 
     def operator(self, cluster: LocalCluster, name: str, **settings: str) -> BenchOperator:
         if self.workers is not None:
@@ -214,9 +215,22 @@ def scale(opts: Options, kind: str, n: int, *, profile: bool = False) -> dict[st
 
 def start_profiler(opts: Options, pid: int, n: int) -> tuple[subprocess.Popen[bytes], Path]:
     opts.profiles.mkdir(parents=True, exist_ok=True)
-    svg = opts.profiles / f"{time.strftime('%Y-%m-%d')}-{opts.label}-operator-n{n}.svg"
+    suffix = {"flamegraph": "svg", "speedscope": "speedscope.json", "raw": "txt"}[opts.profile_format]
+    svg = opts.profiles / f"{time.strftime('%Y-%m-%d')}-{opts.label}-operator-n{n}.{suffix}"
     spy_bin = Path(sys.executable).parent / "py-spy"
-    argv = [str(spy_bin), "record", "-o", str(svg), "--pid", str(pid), "--rate", "100", "--subprocesses"]
+    argv = [
+        str(spy_bin),
+        "record",
+        "-o",
+        str(svg),
+        "--pid",
+        str(pid),
+        "--rate",
+        "100",
+        "--subprocesses",
+        "--format",
+        opts.profile_format,
+    ]
     out = (opts.root / "logs" / "py-spy.log").open("ab")
     spy = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT)
     time.sleep(1.0)  # attached before the load starts
