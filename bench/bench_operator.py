@@ -24,11 +24,13 @@ exit: normal, error, Ctrl-C or SIGTERM.
 from __future__ import annotations
 
 import argparse
+import functools
 import shutil
 import signal
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -89,7 +91,10 @@ def raise_on_sigterm(signum: int, frame: FrameType | None) -> None:
     raise SystemExit(128 + signum)  # unwinds through every finally: operators stopped, clusters destroyed
 
 
-def run(args: argparse.Namespace, root: Path) -> list[dict[str, Any]]:
+def run(args: argparse.Namespace, root: Path, results: dict[str, Any]) -> None:
+    """Every phase in order; each one's entry is saved as soon as it is done (a long run that
+    fails late keeps what it measured). A phase that fails is recorded with its error and the
+    run goes on with the next one: its cluster and operator were stopped on the way out."""
     opts = phases.Options(
         root=root,
         src=args.operator_src.resolve(),
@@ -98,18 +103,26 @@ def run(args: argparse.Namespace, root: Path) -> list[dict[str, Any]]:
         label=args.label,
         profile_format=args.profile_format,
     )
-    done: list[dict[str, Any]] = []
+    plan: list[tuple[str, Callable[[], dict[str, Any]]]] = []
     for n in args.sizes:
         if not args.no_floor:
-            done.append(phases.scale(opts, "floor", n))
-        done.append(phases.scale(opts, "operator", n))
+            plan.append((f"floor-{n}", functools.partial(phases.scale, opts, "floor", n)))
+        plan.append((f"operator-{n}", functools.partial(phases.scale, opts, "operator", n)))
     if args.profile:
-        done.append(phases.scale(opts, "operator", args.profile_size, profile=True))
+        plan.append(
+            ("profile", functools.partial(phases.scale, opts, "operator", args.profile_size, profile=True))
+        )
     for n in args.restart_sizes:
-        done.append(phases.restart(opts, n))
+        plan.append((f"restart-{n}", functools.partial(phases.restart, opts, n)))
     if args.memory_size:
-        done.append(phases.memory(opts, args.memory_size, args.resync_seconds))
-    return done
+        plan.append(("memory", functools.partial(phases.memory, opts, args.memory_size, args.resync_seconds)))
+    for name, phase in plan:
+        try:
+            results["phases"].append(phase())
+        except Exception as err:  # not KeyboardInterrupt / SystemExit: those end the run
+            log(f"{name}: FAILED: {err!r}")
+            results["phases"].append({"phase": "failed", "name": name, "error": repr(err)})
+        report.save(results, args.results)
 
 
 def main() -> None:
@@ -131,8 +144,9 @@ def main() -> None:
     began = time.monotonic()
     root = Path(tempfile.mkdtemp(prefix="k8s-lab-bench-"))
     (root / "logs").mkdir()
+    results["phases"] = []
     try:
-        results["phases"] = run(args, root)
+        run(args, root, results)
     finally:
         if args.keep_logs is not None:
             shutil.copytree(root / "logs", args.keep_logs, dirs_exist_ok=True)

@@ -65,14 +65,19 @@ def setup(results: dict[str, Any]) -> str:
             " progress from a watch in the bench",
         ],
         ["operator", f"`kopf run operator/main.py -A`, workers {results['workers'] or 'default (2)'}"],
-        ["load average", f"{loadavg(results['load_before'])} before, {loadavg(results['load_after'])} after"],
-        ["whole run", f"{results['total_seconds']:.0f} s"],
+        [
+            "load average",
+            f"{loadavg(results['load_before'])} before, {loadavg(results.get('load_after', []))} after",
+        ],
+        ["whole run", f"{results.get('total_seconds', 0):.0f} s"],
     ]
     return "| setup | |\n|---|---|\n" + "\n".join(f"| {a} | {b} |" for a, b in rows) + "\n"
 
 
 def scale_tables(phases: list[dict[str, Any]]) -> str:
     rounds = [p for p in phases if p["phase"] in ("floor", "operator")]
+    if not rounds:
+        return ""
     floors = {p["n"]: p for p in rounds if p["phase"] == "floor"}
     rows, writes, cpu = [], [], []
     for p in rounds:
@@ -265,6 +270,9 @@ def memory_table(phases: list[dict[str, Any]]) -> str:
 def markdown(results: dict[str, Any], plots: list[str]) -> str:
     phases = results["phases"]
     out = [setup(results), scale_tables(phases), restart_table(phases), memory_table(phases)]
+    for p in phases:
+        if p["phase"] == "failed":
+            out.append(f"\nPhase {p['name']} FAILED: `{p['error']}` (see the progress log on stderr).\n")
     profile = [p for p in phases if p["phase"] == "profile"]
     for p in profile:
         out.append(
