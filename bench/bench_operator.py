@@ -69,6 +69,7 @@ def parse_args() -> argparse.Namespace:
     )
     parser.add_argument("--workers", type=int, default=None, help="LABOP_WORKERS (default: the operator's)")
     parser.add_argument("--no-floor", action="store_true", help="skip the floor rounds")
+    parser.add_argument("--floor-threads", type=int, default=8, help="the floor's concurrent writers")
     parser.add_argument("--profile", action="store_true", help="one more operator round under py-spy")
     parser.add_argument("--profile-size", type=int, default=1000)
     parser.add_argument(
@@ -102,6 +103,7 @@ def run(args: argparse.Namespace, root: Path, results: dict[str, Any]) -> None:
         profiles=BENCH / "profiles",
         label=args.label,
         profile_format=args.profile_format,
+        floor_threads=args.floor_threads,
     )
     plan: list[tuple[str, Callable[[], dict[str, Any]]]] = []
     for n in args.sizes:

@@ -63,6 +63,7 @@ class Options:
     profiles: Path  # where --profile keeps its flame graph
     label: str
     profile_format: str = "flamegraph"  # py-spy's --format: flamegraph (SVG), speedscope (JSON) or raw
+    floor_threads: int = 8  # the floor's writer threads (concurrent requests)
 
     def operator(self, cluster: LocalCluster, name: str, **settings: str) -> BenchOperator:
         if self.workers is not None:
@@ -148,6 +149,8 @@ def start_floor(cluster: LocalCluster, opts: Options, name: str) -> processes.Pr
         NAMESPACE,
         "--ready-file",
         str(ready_file),
+        "--threads",
+        str(opts.floor_threads),
     ]
     proc = processes.spawn("floor", argv, opts.root / "logs" / f"{name}.log", detach=False, env=env)
     processes.wait_for("the floor's watches", ready_file.exists, timeout=60, watch=[proc])
@@ -159,6 +162,8 @@ def scale(opts: Options, kind: str, n: int, *, profile: bool = False) -> dict[st
     name = f"{'profile' if profile else kind}-{n}"
     began = time.monotonic()
     entry: dict[str, Any] = {"phase": "profile" if profile else kind, "n": n, "replicas": 1}
+    if kind == "floor":
+        entry["floor_threads"] = opts.floor_threads
     with fresh_cluster(opts.root, name) as cluster, client(cluster.kubeconfig) as api:
         operator: BenchOperator | None = None
         floor: processes.Proc | None = None

@@ -66,6 +66,14 @@ def setup(results: dict[str, Any]) -> str:
         ],
         ["operator", f"`kopf run operator/main.py -A`, workers {results['workers'] or 'default (2)'}"],
         [
+            "floor",
+            "bench/opbench/floor.py: 2 watches, "
+            + ", ".join(
+                sorted({str(p["floor_threads"]) for p in results["phases"] if "floor_threads" in p}) or "8"
+            )
+            + " writer threads; per LabServer: apply Deployment and Service, one status apply when available",
+        ],
+        [
             "load average",
             f"{loadavg(results['load_before'])} before, {loadavg(results.get('load_after', []))} after",
         ],
