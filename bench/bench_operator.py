@@ -70,6 +70,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--workers", type=int, default=None, help="LABOP_WORKERS (default: the operator's)")
     parser.add_argument("--no-floor", action="store_true", help="skip the floor rounds")
     parser.add_argument("--floor-threads", type=int, default=8, help="the floor's concurrent writers")
+    parser.add_argument(
+        "--timeout-factor", type=float, default=1.0, help="scales every wait (180 s + 0.6 s per LabServer)"
+    )
     parser.add_argument("--profile", action="store_true", help="one more operator round under py-spy")
     parser.add_argument("--profile-size", type=int, default=1000)
     parser.add_argument(
@@ -96,6 +99,7 @@ def run(args: argparse.Namespace, root: Path, results: dict[str, Any]) -> None:
     """Every phase in order; each one's entry is saved as soon as it is done (a long run that
     fails late keeps what it measured). A phase that fails is recorded with its error and the
     run goes on with the next one: its cluster and operator were stopped on the way out."""
+    phases.TIMEOUT_FACTOR[0] = args.timeout_factor
     opts = phases.Options(
         root=root,
         src=args.operator_src.resolve(),

@@ -71,8 +71,13 @@ class Options:
         return BenchOperator(cluster.kubeconfig, self.root / "logs" / f"{name}.log", self.src, **settings)
 
 
+# Waits (to Ready, to idle) scale with N: 180 s + 0.6 s per LabServer, times TIMEOUT_FACTOR
+# (--timeout-factor: a shared or slow machine needs more; a quiet 2-core machine needs a third).
+TIMEOUT_FACTOR = [1.0]
+
+
 def ready_timeout(n: int) -> float:
-    return 180.0 + n * 0.6
+    return (180.0 + n * 0.6) * TIMEOUT_FACTOR[0]
 
 
 def wait_all(
