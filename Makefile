@@ -185,7 +185,7 @@ fmt: venv ## Format the code with ruff.
 
 ##@ Benchmarks (figures go to BENCHMARKS.md with machine and date; never asserted in tests)
 .PHONY: bench
-bench: bench-queue bench-server bench-operator bench-plots bench-pod ## Run every benchmark (bench-operator full-size: about 1.5 h on 2 cores; QUICK=1 for the quick sizes).
+bench: bench-queue bench-server bench-operator bench-plots bench-pod ## Run every benchmark (bench-operator full size: roughly 1 h on 2 quiet cores, an estimate; QUICK=1 for the quick sizes).
 
 .PHONY: bench-queue
 bench-queue: venv ## Work queue: add+get+done cycles/s (1, 4, 16 workers) vs asyncio.Queue; memory at 100k keys.
@@ -209,7 +209,7 @@ bench-operator: venv bins ## Operator at N=100..3,000 vs the API floor, restart 
 	  $(if $(QUICK),$(BENCH_QUICK_ARGS)) $(BENCH_OPERATOR_ARGS)
 
 .PHONY: bench-operator-quick
-bench-operator-quick: ## bench-operator at CI size: N=100,300,1000, restart at 1,000, memory at 3,000 (about 20 min on 2 cores).
+bench-operator-quick: ## bench-operator at CI size: N=100,300,1000, restart at 1,000, memory at 3,000 (roughly 15-20 min on 2 quiet cores).
 	@$(MAKE) --no-print-directory bench-operator QUICK=1
 
 .PHONY: bench-plots
