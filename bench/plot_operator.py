@@ -144,6 +144,8 @@ def plot_writes(runs: list[dict[str, Any]], out: Path) -> Path:
             )
             bottom = [b + h for b, h in zip(bottom, heights, strict=True)]
         for x, total in zip(xs, bottom, strict=True):
+            if total == 0:  # no round of this kind at this N in this file
+                continue
             ax.text(x, total + 0.05, f"{phase}\n{run['label']}", ha="center", va="bottom", fontsize=6)
     ax.set_xticks(range(len(sizes)), [str(n) for n in sizes])
     ax.set_xlabel("LabServers (N)")
