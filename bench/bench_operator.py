@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import json
 import shutil
 import signal
 import sys
@@ -85,6 +86,11 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--label", default="run", help="names the results file, e.g. before / after")
     parser.add_argument("--results", type=Path, default=BENCH / "results")
     parser.add_argument("--keep-logs", type=Path, help="copy the operator and floor logs into this folder")
+    parser.add_argument(
+        "--markdown-from",
+        type=Path,
+        help="print the markdown of an earlier results JSON (e.g. a cut-short run)",
+    )
     args = parser.parse_args()
     if args.quick:
         args.sizes = list(QUICK_SIZES)
@@ -133,6 +139,9 @@ def run(args: argparse.Namespace, root: Path, results: dict[str, Any]) -> None:
 
 def main() -> None:
     args = parse_args()
+    if args.markdown_from is not None:
+        print(report.markdown(json.loads(args.markdown_from.read_text()), list(PLOTS)))
+        return
     signal.signal(signal.SIGTERM, raise_on_sigterm)
     commit = check_sources(args.operator_src.resolve())
     log(
