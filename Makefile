@@ -185,7 +185,7 @@ fmt: venv ## Format the code with ruff.
 
 ##@ Benchmarks (figures go to BENCHMARKS.md with machine and date; never asserted in tests)
 .PHONY: bench
-bench: bench-queue bench-server bench-operator bench-pod ## Run every benchmark.
+bench: bench-queue bench-server bench-operator bench-plots bench-pod ## Run every benchmark (bench-operator full size: roughly 1 h on 2 quiet cores, an estimate; QUICK=1 for the quick sizes).
 
 .PHONY: bench-queue
 bench-queue: venv ## Work queue: add+get+done cycles/s (1, 4, 16 workers) vs asyncio.Queue, all normal and mixed priorities; a resync pass; memory at 100k keys.
@@ -195,9 +195,26 @@ bench-queue: venv ## Work queue: add+get+done cycles/s (1, 4, 16 workers) vs asy
 bench-failover: venv bins ## Leader failover after SIGKILL and SIGTERM (p50/p95 of 10 trials), a standby's idle RSS and CPU.
 	$(PY) bench/bench_failover.py
 
+# bench-operator's knobs: LABEL names bench/results/<date>-<LABEL>.json (e.g. before, after);
+# OPERATOR_SRC measures another checkout (a git worktree of an older commit); QUICK=1 runs the
+# quick sizes; BENCH_OPERATOR_ARGS passes anything else (--workers 4, --no-floor, ...).
+LABEL ?= run
+OPERATOR_SRC ?= $(CURDIR)
+QUICK ?=
+BENCH_OPERATOR_ARGS ?=
+BENCH_QUICK_ARGS := --quick --restart-sizes 1000 --memory-size 3000
 .PHONY: bench-operator
-bench-operator: venv bins ## Operator end to end: 100 LabServers to Ready with 1, 2, 4, 8 workers on the local cluster.
-	$(PY) bench/bench_operator.py
+bench-operator: venv bins ## Operator at N=100..3,000 vs the API floor, restart at 1k/5k, memory at 10k, py-spy flame graph (fresh local cluster per phase; JSON in bench/results/).
+	$(PY) bench/bench_operator.py --label $(LABEL) --operator-src $(OPERATOR_SRC) --profile \
+	  $(if $(QUICK),$(BENCH_QUICK_ARGS)) $(BENCH_OPERATOR_ARGS)
+
+.PHONY: bench-operator-quick
+bench-operator-quick: ## bench-operator at CI size: N=100,300,1000, restart at 1,000, memory at 3,000 (roughly 15-20 min on 2 quiet cores).
+	@$(MAKE) --no-print-directory bench-operator QUICK=1
+
+.PHONY: bench-plots
+bench-plots: venv ## PNGs of the newest bench/results/*.json per label (time to Ready vs floor, RSS, writes) into bench/plots/.
+	$(PY) bench/plot_operator.py
 
 .PHONY: bench-pod
 bench-pod: venv bins ## labhttp in a real pod (pod IP, ClusterIP) vs on the host under wrk; LabServer create -> Ready cold and warm (root, Linux).
