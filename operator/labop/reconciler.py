@@ -89,6 +89,17 @@ def _version(child: Mapping[str, Any] | None) -> str | None:
     return None if child is None else (child.get("metadata") or {}).get("resourceVersion")
 
 
+def up_to_date(cached: Mapping[str, Any], desired: Mapping[str, Any], manager: str) -> bool:
+    """Whether applying ``desired`` as ``manager`` would change nothing in the child that the
+    cache entry ``cached`` describes (why this suffices: ``Reconciler._apply_if_changed``)."""
+    wanted = desired["metadata"]["annotations"][DESIRED_HASH]
+    meta = cached.get("metadata") or {}
+    if (meta.get("annotations") or {}).get(DESIRED_HASH) != wanted:
+        return False
+    owned = (cached.get("fields") or {}).get(manager)
+    return owned is not None and owned == fingerprint(applied_fields(desired))
+
+
 def _reset_owned_lists(obj: Mapping[str, Any]) -> list[dict[str, Any]]:
     """JSON patch operations that set the keyed lists of ``obj`` to exactly ours."""
     if obj["kind"] == "Service":
@@ -255,11 +266,7 @@ class Reconciler:
         return applied.obj
 
     def _up_to_date(self, cached: Mapping[str, Any], wanted: str, desired: Mapping[str, Any]) -> bool:
-        meta = cached.get("metadata") or {}
-        if (meta.get("annotations") or {}).get(DESIRED_HASH) != wanted:
-            return False
-        owned = (cached.get("fields") or {}).get(self._manager)
-        return owned is not None and owned == fingerprint(applied_fields(desired))
+        return up_to_date(cached, desired, self._manager)
 
     def _still_pending(
         self, kind: str, key: Key, cached: Mapping[str, Any] | None, wanted: str
