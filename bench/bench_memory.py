@@ -249,7 +249,12 @@ def run(count: int, out: Path, trace: bool) -> None:
         cluster.destroy()
 
 
+def raise_on_sigterm(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)  # the finally blocks stop the operator and the cluster
+
+
 def main() -> None:
+    signal.signal(signal.SIGTERM, raise_on_sigterm)
     parser = argparse.ArgumentParser()
     parser.add_argument("--count", type=int, default=2000)
     parser.add_argument("--out", type=Path, default=Path("/tmp/k8s-lab-mem"))
