@@ -8,8 +8,8 @@ How: a local cluster (`hack/localcluster`, controller-manager client limits rais
 burst 1000 so that its rate limits do not pace the Deployments' status), then four operator runs
 as users run them (`kopf run operator/main.py -A`, through the tests' `OperatorProcess`):
 
-1. traced (tracemalloc, 12 frames, after the heavy imports; bench/memtrace/sitecustomize.py), empty cluster: the baseline
-   snapshot;
+1. traced (tracemalloc, 12 frames, after the heavy imports; bench/memtrace/sitecustomize.py),
+   empty cluster: the baseline snapshot;
 2. untraced, empty cluster: the idle RSS; then N LabServers (replicas 0) created by 16 threads,
    all Ready, idle: VmRSS and VmHWM;
 3. traced, restarted over the N Ready LabServers: idle, then the loaded snapshot, and the
@@ -112,7 +112,9 @@ def breakdown(base: tracemalloc.Snapshot, loaded: tracemalloc.Snapshot, count: i
     lines.append(f"| **total traced** | **{total / count:,.0f}** |")
     top = loaded.compare_to(base, "lineno")[:25]
     lines.append("\nTop allocation sites (loaded - baseline), bytes per LabServer:\n")
-    lines += [f"    {s.size_diff / count:8,.0f}  {s.traceback[0].filename}:{s.traceback[0].lineno}" for s in top]
+    lines += [
+        f"    {s.size_diff / count:8,.0f}  {s.traceback[0].filename}:{s.traceback[0].lineno}" for s in top
+    ]
     return "\n".join(lines)
 
 
@@ -134,8 +136,9 @@ def metric_sum(op: OperatorProcess, name: str) -> float:
     return total
 
 
-def wait_idle(op: OperatorProcess, timeout: float = 1800.0) -> None:
-    """No reconcile started and no worker busy for 5 polls 1 s apart."""
+def wait_idle(op: OperatorProcess, count: int, timeout: float = 1800.0) -> None:
+    """At least ``count`` reconciles done, then none started and no worker busy for 5 polls 1 s
+    apart (before its first reconcile an operator still listing looks idle too)."""
     quiet, last, deadline = 0, -1.0, time.monotonic() + timeout
     while quiet < 5:
         if time.monotonic() > deadline:
@@ -147,7 +150,7 @@ def wait_idle(op: OperatorProcess, timeout: float = 1800.0) -> None:
         except (OSError, AssertionError):  # too busy to answer /metrics (tracemalloc, a loaded machine)
             quiet = 0
             continue
-        quiet = quiet + 1 if total == last and busy == 0 else 0
+        quiet = quiet + 1 if total >= count and total == last and busy == 0 else 0
         last = total
 
 
@@ -183,7 +186,10 @@ def operator(cluster: LocalCluster, out: Path, name: str, *, trace: bool) -> Ope
     # This checkout's labop, not the editable install's (a copy of another commit measures it).
     op.extra_env = {"PYTHONPATH": str(REPO / "operator")}
     if trace:
-        op.extra_env = {"PYTHONPATH": f"{MEMTRACE}:{REPO / 'operator'}", "MEMTRACE_OUT": str(out / f"{name}.snap")}
+        op.extra_env = {
+            "PYTHONPATH": f"{MEMTRACE}:{REPO / 'operator'}",
+            "MEMTRACE_OUT": str(out / f"{name}.snap"),
+        }
     op.start()
     return op
 
@@ -228,7 +234,7 @@ def run(count: int, out: Path, trace: bool) -> None:
         log(f"{count} created in {time.monotonic() - started:.0f} s")
         poll("all Ready", lambda: ready_count(custom, namespace) == count, 3600)
         log(f"all Ready after {time.monotonic() - started:.0f} s")
-        wait_idle(op)
+        wait_idle(op, count)
         log(f"first run, idle with {count}: VmRSS, VmHWM = {rss(op)} KiB")
         op.stop()
         for name, traced in (("restart-traced", True), ("restart", False)):
@@ -237,7 +243,7 @@ def run(count: int, out: Path, trace: bool) -> None:
             before = apiserver_writes(cluster)
             started = time.monotonic()
             op = operator(cluster, out, name, trace=traced)
-            wait_idle(op)
+            wait_idle(op, count)
             log(f"{name}: idle {time.monotonic() - started:.0f} s after start (5 s quiet included)")
             log(f"{name}: writes {writes_between(before, apiserver_writes(cluster))}")
             log(f"{name}: VmRSS, VmHWM = {rss(op)} KiB")

@@ -16,6 +16,7 @@ if _OUT:
     # loading of operator/main.py finds it imported.
     import kopf  # noqa: F401
     import kubernetes  # noqa: F401
+
     import labop.handlers  # noqa: F401
 
     tracemalloc.start(int(os.environ.get("MEMTRACE_FRAMES", "12")))

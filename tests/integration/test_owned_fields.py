@@ -88,10 +88,13 @@ def test_the_computed_field_set_is_the_one_the_apiserver_records(
 # --------------------------------------------------------------------------- drift
 
 
+def as_dict(api: ApiClient, model: Any) -> dict[str, Any]:
+    live: dict[str, Any] = api.sanitize_for_serialization(model)  # type: ignore[no-untyped-call]  # unannotated in the client
+    return live
+
+
 def live_deployment(api: ApiClient, namespace: str) -> dict[str, Any]:
-    live: dict[str, Any] = api.sanitize_for_serialization(
-        AppsV1Api(api).read_namespaced_deployment("drift", namespace)
-    )
+    live = as_dict(api, AppsV1Api(api).read_namespaced_deployment("drift", namespace))
     return live
 
 
@@ -176,10 +179,10 @@ def test_nothing_but_our_apply_changes_a_services_owned_set(
     asyncio.run(kube.apply(service))
     core = CoreV1Api(api)
     core.patch_namespaced_service("svc", namespace, {"metadata": {"annotations": {"note": "x"}}})
-    live = api.sanitize_for_serialization(core.read_namespaced_service("svc", namespace))
+    live = as_dict(api, core.read_namespaced_service("svc", namespace))
     assert up_to_date(json.loads(child_entry(live)), service, FIELD_MANAGER)
     core.patch_namespaced_service(
         "svc", namespace, {"spec": {"ports": [{"port": 8080, "protocol": "TCP", "name": "other"}]}}
     )
-    live = api.sanitize_for_serialization(core.read_namespaced_service("svc", namespace))
+    live = as_dict(api, core.read_namespaced_service("svc", namespace))
     assert not up_to_date(json.loads(child_entry(live)), service, FIELD_MANAGER)

@@ -177,7 +177,7 @@ def test_a_child_entry_keeps_a_fingerprint_of_each_managers_apply_and_nothing_el
     None
 ):
     deployment = a_deployment(a_labserver())
-    ours = {"f:spec": {"f:replicas": {}}}
+    ours: dict[str, Any] = {"f:spec": {"f:replicas": {}}}
     deployment["metadata"]["managedFields"] = [
         {"manager": "k8s-lab", "operation": "Apply", "fieldsV1": ours},
         {"manager": "k8s-lab", "operation": "Apply", "subresource": "status", "fieldsV1": {"f:status": {}}},

@@ -7,9 +7,8 @@ the integration tier (tests/integration/test_operator.py).
 
 from __future__ import annotations
 
-import json
-
 import inspect
+import json
 import logging
 from collections.abc import Mapping
 from typing import Any, cast

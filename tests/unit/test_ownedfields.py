@@ -6,11 +6,13 @@ tests pin the pure parts: the shapes the rules give, and that reading and writin
 
 from __future__ import annotations
 
+from typing import Any
+
 from tests.unit.factories import a_labserver, a_spec
 
 from labop.builders import build_deployment, build_service, desired_hash
 from labop.naming import DESIRED_HASH
-from labop.ownedfields import apply_fingerprints, applied_fields, fields_of, fields_v1, fingerprint
+from labop.ownedfields import applied_fields, apply_fingerprints, fields_of, fields_v1, fingerprint
 
 CONTAINER = ("f:spec", "f:template", "f:spec", "f:containers", 'k:{"name":"server"}')
 
@@ -63,7 +65,9 @@ def test_fields_v1_reads_back_as_the_same_set() -> None:
 
 
 def test_key_order_and_spacing_in_fields_v1_do_not_matter() -> None:
-    written = {"f:spec": {"f:ports": {'k:{"protocol": "TCP", "port": 80}': {".": {}, "f:port": {}}}}}
+    written: dict[str, Any] = {
+        "f:spec": {"f:ports": {'k:{"protocol": "TCP", "port": 80}': {".": {}, "f:port": {}}}}
+    }
     assert fields_of(written) == {
         ("f:spec", "f:ports", 'k:{"port":80,"protocol":"TCP"}'),
         ("f:spec", "f:ports", 'k:{"port":80,"protocol":"TCP"}', "f:port"),
@@ -71,7 +75,7 @@ def test_key_order_and_spacing_in_fields_v1_do_not_matter() -> None:
 
 
 def test_only_apply_entries_on_the_object_itself_are_fingerprinted() -> None:
-    ours = {"f:spec": {"f:replicas": {}}}
+    ours: dict[str, Any] = {"f:spec": {"f:replicas": {}}}
     managed = [
         {"manager": "k8s-lab", "operation": "Apply", "fieldsV1": ours},
         {"manager": "k8s-lab", "operation": "Apply", "subresource": "status", "fieldsV1": {}},

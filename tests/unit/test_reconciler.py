@@ -12,7 +12,6 @@ import copy
 import json
 import threading
 from collections.abc import Iterator
-from datetime import timedelta
 from typing import Any
 
 import pytest
