@@ -197,6 +197,8 @@ def operator(cluster: LocalCluster, out: Path, name: str, *, trace: bool) -> Ope
 def snapshot(op: OperatorProcess, out: Path, name: str) -> tracemalloc.Snapshot:
     assert op.proc is not None
     path = out / f"{name}.snap"
+    os.kill(op.proc.pid, signal.SIGUSR2)  # who holds the raw bodies: NAME.snap.refs
+    poll("referrers", (out / f"{name}.snap.refs").exists, 300)
     os.kill(op.proc.pid, signal.SIGUSR1)
     poll("snapshot", path.exists, 300)
     return tracemalloc.Snapshot.load(str(path))

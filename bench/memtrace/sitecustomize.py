@@ -26,3 +26,35 @@ if _OUT:
         os.replace(_OUT + ".tmp", _OUT)
 
     signal.signal(signal.SIGUSR1, _dump)
+
+    def _referrers(signum: int, frame: object) -> None:
+        """Who holds the raw LabServer bodies (dicts with managedFields): three levels of referrers."""
+        import gc
+
+        found = [
+            o
+            for o in gc.get_objects()
+            if isinstance(o, dict)
+            and o.get("kind") == "LabServer"
+            and "managedFields" in (o.get("metadata") or {})
+        ]
+        lines = [f"raw LabServer bodies alive: {len(found)}"]
+        for body in found[:3]:
+            level = [body]
+            for depth in range(4):
+                nxt = []
+                for obj in level:
+                    for ref in gc.get_referrers(obj):
+                        if ref is level or ref is found or type(ref).__name__ == "frame":
+                            continue
+                        desc = type(ref).__qualname__
+                        if isinstance(ref, dict):
+                            desc += " keys=" + ",".join(map(str, list(ref)[:6]))
+                        lines.append("  " * (depth + 1) + desc)
+                        nxt.append(ref)
+                level = nxt[:4]
+            lines.append("-")
+        with open(_OUT + ".refs", "w") as f:
+            f.write("\n".join(lines))
+
+    signal.signal(signal.SIGUSR2, _referrers)
