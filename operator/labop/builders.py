@@ -6,10 +6,16 @@ an API. The pods run labhttp (servers/labhttp), configured by the LABHTTP_* vari
 Every object is complete (apiVersion, kind, metadata, spec) and lists only the fields the
 operator owns: with server-side apply, a field we stop sending is removed, and a field we never
 send (e.g. a Service's clusterIP, a Deployment's strategy) stays with the apiserver's defaults.
+
+Each child carries ``k8slab.dev/desired-hash``: a digest of the object as built, this annotation
+left out. The child itself so records what our last apply sent, and a restarted operator can
+tell from its cache alone that an apply would change nothing (``Reconciler._apply_if_changed``).
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Mapping
 from typing import Any, Final
 
@@ -37,33 +43,55 @@ ENV_METRICS_LISTENER: Final = "LABHTTP_METRICS_LISTENER"
 def build_deployment(ls: Mapping[str, Any], spec: LabServerSpec) -> dict[str, Any]:
     """The Deployment that runs `spec.replicas` labhttp pods for the LabServer `ls`."""
     name = naming.child_name(ls)
-    return {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": _metadata(ls),
-        "spec": {
-            "replicas": spec.replicas,
-            "selector": {"matchLabels": naming.selector_labels(name)},
-            "template": {
-                "metadata": {"labels": naming.labels(name)},
-                "spec": _pod_spec(spec),
+    return with_desired_hash(
+        {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": _metadata(ls),
+            "spec": {
+                "replicas": spec.replicas,
+                "selector": {"matchLabels": naming.selector_labels(name)},
+                "template": {
+                    "metadata": {"labels": naming.labels(name)},
+                    "spec": _pod_spec(spec),
+                },
             },
-        },
-    }
+        }
+    )
 
 
 def build_service(ls: Mapping[str, Any], spec: LabServerSpec) -> dict[str, Any]:
     """The ClusterIP Service with one port per listener, in front of the LabServer's pods."""
-    return {
-        "apiVersion": "v1",
-        "kind": "Service",
-        "metadata": _metadata(ls),
-        "spec": {
-            "type": "ClusterIP",
-            "selector": naming.selector_labels(naming.child_name(ls)),
-            "ports": [_service_port(listener) for listener in spec.listeners],
-        },
-    }
+    return with_desired_hash(
+        {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": _metadata(ls),
+            "spec": {
+                "type": "ClusterIP",
+                "selector": naming.selector_labels(naming.child_name(ls)),
+                "ports": [_service_port(listener) for listener in spec.listeners],
+            },
+        }
+    )
+
+
+def desired_hash(obj: Mapping[str, Any]) -> str:
+    """The digest ``with_desired_hash`` records: of ``obj`` without its desired-hash annotation."""
+    meta = dict(obj.get("metadata") or {})
+    annotations = {k: v for k, v in (meta.get("annotations") or {}).items() if k != naming.DESIRED_HASH}
+    if annotations:
+        meta["annotations"] = annotations
+    else:
+        meta.pop("annotations", None)
+    text = json.dumps({**obj, "metadata": meta}, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+def with_desired_hash(obj: dict[str, Any]) -> dict[str, Any]:
+    """``obj`` annotated with its own ``desired_hash`` (128 bits of sha256, hex)."""
+    obj["metadata"].setdefault("annotations", {})[naming.DESIRED_HASH] = desired_hash(obj)
+    return obj
 
 
 def listen_env(listeners: tuple[Listener, ...]) -> str:

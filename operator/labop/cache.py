@@ -1,20 +1,29 @@
 """The read cache: kopf indexes of LabServers and of the children, and the key mapping.
 
-Role: the index functions (registered in ``handlers``) store what the reconciler reads: each
-LabServer whole (it is small and the reconciler needs spec, metadata and status), and of every
-Deployment and Service a small projection (see ``child_entry``; the live child comes back from
-the apply). ``Cache`` reads them by key; ``owner_key`` maps a child's event to its
-LabServer's key. Why kopf's indexes and not reads from the API: every reconcile would cost
-requests, and the watches kopf keeps anyway already hold the objects.
+Role: the index functions (registered in ``handlers``) store what the reconciler reads, and
+only that: of each LabServer its identity, spec and status; of every Deployment and Service its
+identity and controller; for ours also what the status is computed from (generation, replicas,
+ports, the Deployment's rollout status) and what tells whether an apply would change anything
+(our desired-hash annotation, and per field manager a fingerprint of its Apply entry in
+managedFields, see ``ownedfields``). ``Cache`` reads them by key; ``owner_key`` maps a child's
+event to its LabServer's key. Why kopf's indexes and not reads from the API: every reconcile
+would cost requests, and the watches kopf keeps anyway already hold the objects.
+
+Why each entry is compact JSON (bytes) and parsed on every read: memory. A LabServer with its two
+children as nested dicts costs some 10 KB of Python objects (managedFields and
+kubectl's last-applied annotation alone most of it); the projection as bytes is well under 2 KB
+(bench/memory.md), parsing it costs some microseconds, and every read gets a private copy for
+free (kopf's body is a live view that later events change, and the reconciler may mutate).
 """
 
 from __future__ import annotations
 
-import copy
+import json
 from collections.abc import Iterator, Mapping
 from typing import Any, Protocol
 
-from labop.naming import GROUP, KIND
+from labop.naming import DESIRED_HASH, GROUP, KIND
+from labop.ownedfields import apply_fingerprints
 from labop.runtime import GroupKind, Key
 from labop.runtime.controller import controller_owner_key
 
@@ -32,42 +41,71 @@ class IndexLike(Protocol):
 LABSERVER = GroupKind(GROUP, KIND)
 
 
-def labserver_entry(body: Mapping[str, Any]) -> dict[str, Any]:
-    """A private deep copy: kopf's body is a live view that later events change under us."""
-    return {
-        "apiVersion": body.get("apiVersion"),
-        "kind": body.get("kind"),
-        "metadata": copy.deepcopy(dict(body.get("metadata", {}))),
-        "spec": copy.deepcopy(dict(body.get("spec") or {})),
-        "status": copy.deepcopy(dict(body.get("status") or {})),
-    }
+def _pack(entry: Mapping[str, Any]) -> bytes:
+    return json.dumps(entry, separators=(",", ":"), ensure_ascii=False).encode()
 
 
-def child_entry(body: Mapping[str, Any]) -> dict[str, Any]:
-    """Identity and owners of every Deployment and Service (to tell ours from a same-named
-    stranger); for ours also generation, replicas, ports and status, so that a problem's status
-    keeps the real numbers. Never the pod template or managed fields: watching every
-    Deployment and Service in the cluster stays cheap."""
-    meta = body.get("metadata", {})
-    entry: dict[str, Any] = {
-        "metadata": {
-            "name": meta.get("name"),
-            "namespace": meta.get("namespace"),
-            "uid": meta.get("uid"),
-            "ownerReferences": copy.deepcopy(list(meta.get("ownerReferences") or [])),
-        },
-    }
+def _present(mapping: Mapping[str, Any], *names: str) -> dict[str, Any]:
+    return {name: mapping[name] for name in names if mapping.get(name) is not None}
+
+
+LABSERVER_METADATA = ("name", "namespace", "uid", "generation", "resourceVersion", "deletionTimestamp")
+DEPLOYMENT_STATUS = (
+    "observedGeneration",
+    "replicas",
+    "updatedReplicas",
+    "readyReplicas",
+    "availableReplicas",
+)
+CONDITION = ("type", "status", "reason", "message")
+
+
+def labserver_entry(body: Mapping[str, Any]) -> bytes:
+    """What the reconciler reads of a LabServer: identity, spec and status (not managedFields,
+    labels or annotations, which nothing reads)."""
+    return _pack(
+        {
+            "apiVersion": body.get("apiVersion"),
+            "kind": body.get("kind"),
+            "metadata": _present(body.get("metadata") or {}, *LABSERVER_METADATA),
+            "spec": body.get("spec") or {},
+            "status": body.get("status") or {},
+        }
+    )
+
+
+def _controller_refs(meta: Mapping[str, Any]) -> list[dict[str, Any]]:
+    # Only a controller reference says whose child this is (is_controlled_by, owner_key).
+    return [
+        _present(ref, "apiVersion", "kind", "name", "uid", "controller")
+        for ref in meta.get("ownerReferences") or []
+        if ref.get("controller") is True
+    ]
+
+
+def child_entry(body: Mapping[str, Any]) -> bytes:
+    """Identity and controller of every Deployment and Service (to tell ours from a same-named
+    stranger); for ours also what the status is computed from and what ``_apply_if_changed``
+    compares: our desired-hash annotation and the Apply fingerprints (``fields``). Never the
+    pod template or managed fields themselves: watching every Deployment and Service in the
+    cluster stays cheap."""
+    meta = body.get("metadata") or {}
+    entry: dict[str, Any] = {"metadata": {**_present(meta, "name", "namespace", "uid")}}
+    entry["metadata"]["ownerReferences"] = _controller_refs(meta)
     if owner_key(body) is None:
-        return entry
-    spec = body.get("spec") or {}
-    entry["metadata"]["generation"] = meta.get("generation")
-    entry["metadata"]["resourceVersion"] = meta.get("resourceVersion")
-    entry["status"] = copy.deepcopy(dict(body.get("status") or {}))
-    if "replicas" in spec:
+        return _pack(entry)
+    entry["metadata"].update(_present(meta, "generation", "resourceVersion"))
+    if (desired := (meta.get("annotations") or {}).get(DESIRED_HASH)) is not None:
+        entry["metadata"]["annotations"] = {DESIRED_HASH: desired}
+    entry["fields"] = apply_fingerprints(meta.get("managedFields"))
+    spec, status = body.get("spec") or {}, body.get("status") or {}
+    if "replicas" in spec:  # a Deployment: its rollout makes the status's conditions
         entry["spec"] = {"replicas": spec["replicas"]}
+        entry["status"] = _present(status, *DEPLOYMENT_STATUS)
+        entry["status"]["conditions"] = [_present(c, *CONDITION) for c in status.get("conditions") or []]
     if "ports" in spec:  # a Service: its ports make the status's endpoints
-        entry["spec"] = {"ports": copy.deepcopy(list(spec["ports"]))}
-    return entry
+        entry["spec"] = {"ports": [_present(port, "name", "port") for port in spec["ports"]]}
+    return _pack(entry)
 
 
 def owner_key(child: Mapping[str, Any]) -> Key | None:
@@ -78,7 +116,11 @@ def owner_key(child: Mapping[str, Any]) -> Key | None:
 def _one(index: IndexLike, key: Key) -> dict[str, Any] | None:
     if key not in index:
         return None
-    return next(iter(index[key]), None)
+    packed = next(iter(index[key]), None)
+    if packed is None:
+        return None
+    entry: dict[str, Any] = json.loads(packed)  # a fresh copy on every read
+    return entry
 
 
 class Cache:

@@ -70,7 +70,7 @@ class Controller:
             api,
             self.recorder,
             default_image=settings.default_image,
-            reapply_seconds=settings.resync_seconds or 300.0,
+            field_manager=settings.field_manager,
         )
         self.runtime = (
             ControllerBuilder(NAME)

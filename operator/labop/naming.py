@@ -22,6 +22,9 @@ PLURAL: Final = "labservers"
 # The field manager for server-side apply: the owner of every field the builders emit.
 FIELD_MANAGER: Final = "k8s-lab"
 
+# On each child: the digest of the object our last apply sent (see builders.with_desired_hash).
+DESIRED_HASH: Final = "k8slab.dev/desired-hash"
+
 LABEL_NAME: Final = "app.kubernetes.io/name"
 LABEL_INSTANCE: Final = "app.kubernetes.io/instance"
 LABEL_MANAGED_BY: Final = "app.kubernetes.io/managed-by"

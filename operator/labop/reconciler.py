@@ -33,10 +33,10 @@ The cost is one refused request when a pass runs on a stale cache and its status
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, NoReturn
 
@@ -44,9 +44,10 @@ from labkit.logs import log_event
 from labop import reasons
 from labop.apierrors import ApiError, Verdict, classify
 from labop.builders import build_deployment, build_service
-from labop.cache import Cache, Key
+from labop.cache import Cache, Key, child_entry
 from labop.kubeapi import Applied, KubeApiLike
-from labop.naming import is_controlled_by
+from labop.naming import DESIRED_HASH, FIELD_MANAGER, is_controlled_by
+from labop.ownedfields import applied_fields, fingerprint
 from labop.recorder import NORMAL, WARNING, EventRecorder
 from labop.runtime import PermanentError, Result, TransientError
 from labop.spec import LabServerSpec, parse_spec
@@ -57,6 +58,9 @@ Children = dict[str, dict[str, Any] | None]
 # How soon to look again while an earlier incarnation's children wait for the garbage collector
 # (their deletion events requeue the key too; this is the safety net for a lagging cache).
 CLEANUP_RECHECK_SECONDS = 1.0
+# How long our own apply may stay ahead of the cache before the cache is believed again.
+PENDING_SECONDS = 10.0
+PENDING = timedelta(seconds=PENDING_SECONDS)
 OUR_CONDITIONS = frozenset({reasons.READY, reasons.PROGRESSING, reasons.DEGRADED})
 
 
@@ -71,19 +75,29 @@ def _condition(status: Mapping[str, Any] | None, kind: str) -> Mapping[str, Any]
     return {}
 
 
-def _fingerprint(obj: Mapping[str, Any]) -> str:
-    return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()
+@dataclass(frozen=True, slots=True)
+class _Pending:
+    """Our last apply of one child, until the cache shows it (see ``_apply_if_changed``)."""
+
+    desired_hash: str
+    seen_version: str | None  # the child's resourceVersion in the cache when we applied, None: absent
+    entry: dict[str, Any]  # the applied child as the cache will hold it (a compact projection)
+    until: datetime
 
 
-def _applied_mark(kind: str, child: Mapping[str, Any], fingerprint: str) -> tuple[str, str, str]:
-    """(uid, desired object's fingerprint, version): equal marks mean nothing changed since.
+def _version(child: Mapping[str, Any] | None) -> str | None:
+    return None if child is None else (child.get("metadata") or {}).get("resourceVersion")
 
-    A Deployment's version is its generation (its status updates do not bump it); a Service
-    has no generation and no status churn, so its resourceVersion serves.
-    """
-    meta = child.get("metadata") or {}
-    version = meta.get("generation") if kind == "Deployment" else meta.get("resourceVersion")
-    return (str(meta.get("uid")), fingerprint, str(version))
+
+def up_to_date(cached: Mapping[str, Any], desired: Mapping[str, Any], manager: str) -> bool:
+    """Whether applying ``desired`` as ``manager`` would change nothing in the child that the
+    cache entry ``cached`` describes (why this suffices: ``Reconciler._apply_if_changed``)."""
+    wanted = desired["metadata"]["annotations"][DESIRED_HASH]
+    meta = cached.get("metadata") or {}
+    if (meta.get("annotations") or {}).get(DESIRED_HASH) != wanted:
+        return False
+    owned = (cached.get("fields") or {}).get(manager)
+    return owned is not None and owned == fingerprint(applied_fields(desired))
 
 
 def _reset_owned_lists(obj: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -115,17 +129,18 @@ class Reconciler:
         recorder: EventRecorder,
         *,
         default_image: str,
-        reapply_seconds: float = 300.0,
+        field_manager: str = FIELD_MANAGER,
         now: Callable[[], datetime] = _now,
     ) -> None:
         self._cache = cache
         self._api = api
         self._recorder = recorder
         self._default_image = default_image
+        self._manager = field_manager
         self._now = now
-        self._reapply_after = timedelta(seconds=reapply_seconds)
-        # (kind, key) -> what the last apply left: see _apply_if_changed.
-        self._applied: dict[tuple[str, Key], tuple[tuple[str, str, str], datetime]] = {}
+        # (kind, key) -> our apply the cache does not show yet: see _apply_if_changed. Bounded:
+        # an entry goes when the cache moves, when it expires, or with its LabServer.
+        self._pending: dict[tuple[str, Key], _Pending] = {}
 
     async def reconcile(self, key: Key) -> Result | None:
         ls = self._cache.labserver(key)
@@ -145,7 +160,23 @@ class Reconciler:
         children = await self._apply_children(key, ls, spec, cached)
         if (written := await self._write_status(ls, children, problem=None)) is not None:
             await self._record_ready_transition(ls, ls.get("status") or {}, written)
-        return None
+        return self._recheck_if_created_unseen(key, cached, children)
+
+    def _recheck_if_created_unseen(self, key: Key, cached: Children, children: Children) -> Result | None:
+        """A look again at expiry when this pass trusted our apply of a child the cache has not
+        shown at all yet: were it deleted before the cache caught up, both its events could pass
+        before this key's next pass, which would find the cache as before (absent) and trust the
+        apply again; the requeue makes the expired entry give way to the cache."""
+        unseen = [
+            pending
+            for kind, child in children.items()
+            if cached[kind] is None
+            and (pending := self._pending.get((kind, key))) is not None
+            and child is pending.entry
+        ]
+        if not unseen:
+            return None
+        return Result(requeue_after=max((p.until - self._now()).total_seconds() for p in unseen))
 
     async def _on_api_error(self, ls: dict[str, Any], err: ApiError) -> Result | None:
         verdict = classify(err)
@@ -166,7 +197,7 @@ class Reconciler:
 
     def _forget(self, key: Key) -> None:
         for kind in ("Deployment", "Service"):
-            self._applied.pop((kind, key), None)
+            self._pending.pop((kind, key), None)
 
     async def _parse(self, ls: dict[str, Any]) -> LabServerSpec:
         try:
@@ -202,31 +233,58 @@ class Reconciler:
     async def _apply_if_changed(
         self, key: Key, ls: dict[str, Any], desired: dict[str, Any], cached: dict[str, Any] | None
     ) -> dict[str, Any]:
-        """Apply ``desired`` unless the cached child is exactly what our last apply left.
+        """Apply ``desired`` unless the cached child shows that the apply would change nothing.
 
-        Most reconciles come from a child's status changing; re-applying then would write
-        nothing but still cost an API call. Skipped only when the child's uid, our desired
-        object and the child's version (Deployment: generation, which any spec edit bumps;
-        Service: resourceVersion) all match the last apply, so deletion and drift are still
-        repaired, and the last apply is younger than ``reapply_seconds``. A cache that lags
-        behind our own apply only causes one more (no-op) apply.
+        Skipped when the child (already known to be controlled by ``ls``, by uid) carries the
+        desired-hash annotation of ``desired`` and our field manager's Apply entry in its
+        managedFields owns exactly the fields an apply of ``desired`` owns (``ownedfields``).
+        Why that suffices, with no memory of earlier applies (so a restart costs nothing):
+        the annotation says our last apply sent exactly ``desired``; afterwards a field we own
+        can only change value if another manager takes it (an update or a forced apply moves
+        ownership) or removes it (it leaves our set), and either changes our set. An edit of a
+        field we do not own (the Deployment controller's revision annotation, a status, a
+        label of someone else's) leaves the set alone and needs no apply. Hence no periodic
+        re-apply either: the resync re-runs this comparison, which catches anything missed.
+
+        The cache learns of our own apply only when its watch event arrives; until then
+        (``_Pending``: the cache still shows the version we applied over) the applied object
+        stands in, so that a reconcile in between makes no second, no-op apply.
         """
-        kind, fingerprint = desired["kind"], _fingerprint(desired)
-        last = self._applied.get((kind, key))
-        if (
-            cached is not None
-            and last is not None
-            and last[0] == _applied_mark(kind, cached, fingerprint)
-            # Edits that bump no generation (a Deployment's labels) are repaired at the latest
-            # after this long, as if unconditionally re-applied by the periodic resync.
-            and self._now() - last[1] < self._reapply_after
-        ):
+        kind = desired["kind"]
+        wanted = desired["metadata"]["annotations"][DESIRED_HASH]
+        if cached is not None and self._up_to_date(cached, wanted, desired):
+            self._pending.pop((kind, key), None)
             return cached
+        if (pending := self._still_pending(kind, key, cached, wanted)) is not None:
+            return pending
         applied = await self._apply(ls, desired, existed=cached is not None)
-        self._applied[(kind, key)] = (_applied_mark(kind, applied.obj, fingerprint), self._now())
+        self._pending[(kind, key)] = _Pending(
+            wanted, _version(cached), json.loads(child_entry(applied.obj)), self._now() + PENDING
+        )
         if applied.created:
             await self._recorder.record(ls, NORMAL, reasons.EVENT_CREATED, f"Created {kind} {key[1]}")
         return applied.obj
+
+    def _up_to_date(self, cached: Mapping[str, Any], wanted: str, desired: Mapping[str, Any]) -> bool:
+        return up_to_date(cached, desired, self._manager)
+
+    def _still_pending(
+        self, kind: str, key: Key, cached: Mapping[str, Any] | None, wanted: str
+    ) -> dict[str, Any] | None:
+        """Our applied child if the cache has not seen our apply yet, else None (entry dropped).
+
+        Race: "not seen yet" is judged by the cache still holding the very version we applied
+        over (resourceVersions are only compared for equality); once it moved, to our version or
+        past it, the cache is the truth again. An entry also expires, bounding a wrong guess.
+        """
+        pending = self._pending.get((kind, key))
+        if pending is None:
+            return None
+        fresh = self._now() < pending.until
+        if fresh and pending.desired_hash == wanted and pending.seen_version == _version(cached):
+            return pending.entry
+        del self._pending[(kind, key)]
+        return None
 
     async def _apply(self, ls: dict[str, Any], obj: dict[str, Any], *, existed: bool) -> Applied:
         try:

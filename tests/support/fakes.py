@@ -9,6 +9,8 @@ from typing import Any
 
 from labop.apierrors import Conflict
 from labop.kubeapi import Applied
+from labop.naming import FIELD_MANAGER
+from labop.ownedfields import applied_fields, fields_v1
 from labop.runtime.leaderelection import LeaseConflict, LeaseRecord
 
 COUNTS = ("replicas", "updatedReplicas", "readyReplicas", "availableReplicas")
@@ -54,6 +56,12 @@ class FakeApi:
         else:
             live["spec"]["clusterIP"] = "10.0.0.17"
         live["metadata"]["resourceVersion"] = str(len(self.calls))
+        # What the apiserver records of the apply; ownedfields' rules, which the integration
+        # test test_owned_fields proves against the real one.
+        owned = fields_v1(applied_fields(obj))
+        live["metadata"]["managedFields"] = [
+            {"manager": FIELD_MANAGER, "operation": "Apply", "fieldsV1": owned}
+        ]
         self.live[identity] = copy.deepcopy(live)
         return Applied(obj=live, created=created)
 

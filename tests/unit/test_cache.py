@@ -6,12 +6,15 @@ kopf's ``Index`` is a mapping from key to a collection of values; a dict of key 
 from __future__ import annotations
 
 import copy
+import json
 from typing import Any
 
 import pytest
 from tests.unit.factories import a_deployment, a_labserver, a_service
 
 from labop.cache import Cache, Key, child_entry, labserver_entry, owner_key
+from labop.naming import DESIRED_HASH
+from labop.ownedfields import fields_of, fingerprint
 
 KEY: Key = ("lab", "hello")
 
@@ -80,10 +83,14 @@ def test_a_child_without_owner_references_or_metadata_has_no_owner() -> None:
 # --------------------------------------------------------------------------- entries
 
 
+def unpacked(entry: bytes) -> dict[str, Any]:
+    value: dict[str, Any] = json.loads(entry)
+    return value
+
+
 def test_a_labserver_entry_keeps_identity_spec_and_status() -> None:
     ls = a_labserver(replicas=3, status={"replicas": 2})
-    entry = labserver_entry(ls)
-    assert entry == {
+    assert unpacked(labserver_entry(ls)) == {
         "apiVersion": "k8slab.dev/v1alpha1",
         "kind": "LabServer",
         "metadata": ls["metadata"],
@@ -92,67 +99,113 @@ def test_a_labserver_entry_keeps_identity_spec_and_status() -> None:
     }
 
 
-def test_a_labserver_entry_has_empty_spec_and_status_when_the_body_has_none() -> None:
+def test_a_labserver_entry_leaves_out_what_nothing_reads() -> None:
     ls = a_labserver()
-    ls["spec"] = None
-    entry = labserver_entry(ls)
-    assert (entry["spec"], entry["status"]) == ({}, {})
-
-
-def test_a_labserver_entry_is_a_deep_copy_of_the_body() -> None:
-    ls = a_labserver(listeners=[{"name": "api", "port": 8080}], status={"conditions": [{"type": "Ready"}]})
-    ls["metadata"]["labels"] = {"a": "1"}
-    entry = labserver_entry(ls)
-    before = copy.deepcopy(entry)
-
-    ls["metadata"]["labels"]["a"] = "2"
-    ls["metadata"]["name"] = "renamed"
-    ls["spec"]["listeners"][0]["port"] = 9999
-    ls["spec"]["replicas"] = 7
-    ls["status"]["conditions"][0]["type"] = "Changed"
-
-    assert entry == before
-
-
-def test_a_child_entry_keeps_identity_owners_replicas_and_status_but_not_the_pod_template() -> None:
-    deployment = a_deployment(a_labserver())
-    deployment["metadata"].update(uid="dep-uid", generation=3, managedFields=[{"manager": "x"}])
-    deployment["status"] = {"readyReplicas": 1, "observedGeneration": 3}
-    assert child_entry(deployment) == {
-        "metadata": {
-            "name": "hello",
-            "namespace": "lab",
-            "uid": "dep-uid",
-            "generation": 3,
-            "resourceVersion": deployment["metadata"].get("resourceVersion"),
-            "ownerReferences": deployment["metadata"]["ownerReferences"],
-        },
-        "spec": {"replicas": deployment["spec"]["replicas"]},
-        "status": {"readyReplicas": 1, "observedGeneration": 3},
+    ls["metadata"].update(
+        labels={"a": "1"},
+        annotations={"kubectl.kubernetes.io/last-applied-configuration": "{...}"},
+        managedFields=[{"manager": "kubectl", "fieldsV1": {"f:spec": {}}}],
+        finalizers=["x"],
+    )
+    assert set(unpacked(labserver_entry(ls))["metadata"]) == {
+        "name",
+        "namespace",
+        "uid",
+        "generation",
+        "resourceVersion",
     }
 
 
-def test_a_service_entry_keeps_its_ports_for_the_endpoints() -> None:
-    service = a_service(a_labserver())
-    assert child_entry(service)["spec"] == {"ports": service["spec"]["ports"]}
+def test_a_labserver_entry_keeps_a_deletion_timestamp() -> None:
+    ls = a_labserver()
+    ls["metadata"]["deletionTimestamp"] = "2026-01-01T00:00:00Z"
+    assert unpacked(labserver_entry(ls))["metadata"]["deletionTimestamp"] == "2026-01-01T00:00:00Z"
 
 
-def test_a_child_entry_is_a_deep_copy_of_the_owner_references() -> None:
-    service = a_service(a_labserver())
-    entry = child_entry(service)
-    service["metadata"]["ownerReferences"][0]["controller"] = False
-    service["metadata"]["ownerReferences"].append(a_ref())
-    assert entry["metadata"]["ownerReferences"] == [
-        a_service(a_labserver())["metadata"]["ownerReferences"][0]
+def test_a_labserver_entry_has_empty_spec_and_status_when_the_body_has_none() -> None:
+    ls = a_labserver()
+    ls["spec"] = None
+    entry = unpacked(labserver_entry(ls))
+    assert (entry["spec"], entry["status"]) == ({}, {})
+
+
+def test_a_labserver_entry_does_not_change_with_the_body() -> None:
+    ls = a_labserver(listeners=[{"name": "api", "port": 8080}], status={"conditions": [{"type": "Ready"}]})
+    entry = labserver_entry(ls)
+    before = copy.deepcopy(unpacked(entry))
+
+    ls["metadata"]["name"] = "renamed"
+    ls["spec"]["listeners"][0]["port"] = 9999
+    ls["status"]["conditions"][0]["type"] = "Changed"
+
+    assert unpacked(entry) == before
+
+
+def test_a_child_entry_keeps_identity_owners_replicas_and_rollout_status_but_not_the_pod_template() -> None:
+    deployment = a_deployment(a_labserver())
+    deployment["metadata"].update(uid="dep-uid", generation=3, resourceVersion="7")
+    deployment["status"] = {
+        "readyReplicas": 1,
+        "observedGeneration": 3,
+        "collisionCount": 0,
+        "conditions": [
+            {"type": "Available", "status": "True", "reason": "R", "message": "m", "lastUpdateTime": "t"}
+        ],
+    }
+    entry = unpacked(child_entry(deployment))
+    assert entry["metadata"] == {
+        "name": "hello",
+        "namespace": "lab",
+        "uid": "dep-uid",
+        "generation": 3,
+        "resourceVersion": "7",
+        "ownerReferences": [
+            {k: v for k, v in ref.items() if k != "blockOwnerDeletion"}
+            for ref in deployment["metadata"]["ownerReferences"]
+        ],
+        "annotations": {DESIRED_HASH: deployment["metadata"]["annotations"][DESIRED_HASH]},
+    }
+    assert entry["spec"] == {"replicas": deployment["spec"]["replicas"]}
+    assert entry["status"] == {
+        "readyReplicas": 1,
+        "observedGeneration": 3,
+        "conditions": [{"type": "Available", "status": "True", "reason": "R", "message": "m"}],
+    }
+
+
+def test_a_child_entry_keeps_a_fingerprint_of_each_managers_apply_and_nothing_else_of_managed_fields() -> (
+    None
+):
+    deployment = a_deployment(a_labserver())
+    ours: dict[str, Any] = {"f:spec": {"f:replicas": {}}}
+    deployment["metadata"]["managedFields"] = [
+        {"manager": "k8s-lab", "operation": "Apply", "fieldsV1": ours},
+        {"manager": "k8s-lab", "operation": "Apply", "subresource": "status", "fieldsV1": {"f:status": {}}},
+        {"manager": "kubectl", "operation": "Update", "fieldsV1": {"f:spec": {"f:paused": {}}}},
     ]
+    assert unpacked(child_entry(deployment))["fields"] == {"k8s-lab": fingerprint(fields_of(ours))}
+
+
+def test_a_service_entry_keeps_the_name_and_number_of_its_ports_for_the_endpoints() -> None:
+    service = a_service(a_labserver())
+    ports = [{"name": port["name"], "port": port["port"]} for port in service["spec"]["ports"]]
+    assert unpacked(child_entry(service))["spec"] == {"ports": ports}
+
+
+def test_a_child_entry_keeps_only_the_controller_reference() -> None:
+    service = a_service(a_labserver())
+    service["metadata"]["ownerReferences"].append(a_ref(controller=False))
+    refs = unpacked(child_entry(service))["metadata"]["ownerReferences"]
+    assert [ref["uid"] for ref in refs] == [service["metadata"]["ownerReferences"][0]["uid"]]
 
 
 def test_a_child_entry_of_an_unowned_object_has_an_empty_owner_list() -> None:
-    assert child_entry({"metadata": {"name": "x", "namespace": "y"}})["metadata"]["ownerReferences"] == []
+    entry = unpacked(child_entry({"metadata": {"name": "x", "namespace": "y"}}))
+    assert entry["metadata"]["ownerReferences"] == []
 
 
 def test_a_child_entry_still_maps_to_its_owner() -> None:
-    assert owner_key(child_entry(a_deployment(a_labserver("web")))) == ("lab", "web")
+    assert owner_key(unpacked(child_entry(a_deployment(a_labserver("web"))))) == ("lab", "web")
 
 
 # --------------------------------------------------------------------------- Cache
@@ -179,6 +232,14 @@ def test_the_cache_reads_each_kind_from_its_own_index(populated: Cache) -> None:
     assert service is not None and owner_key(service) == KEY
 
 
+def test_every_read_is_a_copy_of_its_own(populated: Cache) -> None:
+    first = populated.labserver(KEY)
+    assert first is not None
+    first["spec"]["replicas"] = 99
+    again = populated.labserver(KEY)
+    assert again is not None and again["spec"] != first["spec"]
+
+
 def test_a_key_missing_from_an_index_reads_as_none(populated: Cache) -> None:
     missing: Key = ("lab", "nope")
     assert populated.labserver(missing) is None
@@ -193,7 +254,7 @@ def test_a_key_whose_store_is_empty_reads_as_none() -> None:
 
 
 def test_the_labserver_keys_are_a_snapshot_of_the_index() -> None:
-    labservers: dict[Key, list[dict[str, Any]]] = {KEY: [labserver_entry(a_labserver())]}
+    labservers: dict[Key, list[bytes]] = {KEY: [labserver_entry(a_labserver())]}
     cache = Cache(labservers=labservers, deployments={}, services={})
     keys = cache.labserver_keys()
     labservers[("lab", "late")] = [labserver_entry(a_labserver("late"))]
@@ -208,6 +269,6 @@ def test_a_strangers_entry_keeps_only_identity_and_owner_references() -> None:
         "spec": {"replicas": 3, "template": {}},
         "status": {"readyReplicas": 3},
     }
-    assert child_entry(stranger) == {
+    assert unpacked(child_entry(stranger)) == {
         "metadata": {"name": "hello", "namespace": "lab", "uid": "u", "ownerReferences": []}
     }

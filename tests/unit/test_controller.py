@@ -24,7 +24,7 @@ from labop.settings import OperatorSettings
 
 pytestmark = pytest.mark.timeout(10)
 
-Entries = dict[Key, list[dict[str, Any]]]
+Entries = dict[Key, list[bytes]]  # packed entries, as kopf's indexes hold them (labop.cache)
 
 
 def quiet_settings(**overrides: Any) -> OperatorSettings:

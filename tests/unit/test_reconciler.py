@@ -12,7 +12,6 @@ import copy
 import json
 import threading
 from collections.abc import Iterator
-from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -25,6 +24,8 @@ from labop import reasons
 from labop.builders import build_deployment, build_service
 from labop.cache import Cache, Key, child_entry, labserver_entry
 from labop.kubeapi import APPLY, ApiError, Conflict, Gone, KubeApi, NotFound, apply_body
+from labop.naming import DESIRED_HASH
+from labop.ownedfields import fields_of, fields_v1
 from labop.reconciler import CLEANUP_RECHECK_SECONDS, Reconciler
 from labop.recorder import EventRecorder
 from labop.runtime import PermanentError, Result, TransientError
@@ -35,6 +36,22 @@ KEY: Key = ("lab", "hello")
 Entries = dict[Key, list[dict[str, Any]]]
 
 
+class Packed:
+    """An index as kopf holds it (packed entries) over dicts of unpacked entries a test may edit."""
+
+    def __init__(self, entries: Entries) -> None:
+        self._entries = entries
+
+    def __getitem__(self, key: Key) -> list[bytes]:
+        return [json.dumps(entry).encode() for entry in self._entries[key]]
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._entries
+
+    def __iter__(self) -> Iterator[Key]:
+        return iter(self._entries)
+
+
 class World:
     """The cache's three indexes as dicts, a FakeApi, and a Reconciler over both."""
 
@@ -43,14 +60,18 @@ class World:
         self.deployments: Entries = {}
         self.services: Entries = {}
         self.api = FakeApi()
-        cache = Cache(self.labservers, self.deployments, self.services)
-        self.reconciler = Reconciler(
-            cache, self.api, EventRecorder(self.api), default_image=DEFAULT_IMAGE, now=lambda: NOW
+        self.reconciler = self.new_reconciler()
+
+    def new_reconciler(self, **options: Any) -> Reconciler:
+        """A Reconciler over this world's cache: a restarted operator when called again."""
+        cache = Cache(Packed(self.labservers), Packed(self.deployments), Packed(self.services))
+        return Reconciler(
+            cache, self.api, EventRecorder(self.api), default_image=DEFAULT_IMAGE, now=lambda: NOW, **options
         )
 
     def store(self, ls: dict[str, Any]) -> dict[str, Any]:
         key = (ls["metadata"]["namespace"], ls["metadata"]["name"])
-        self.labservers[key] = [labserver_entry(ls)]
+        self.labservers[key] = [json.loads(labserver_entry(ls))]
         return ls
 
     def store_child(self, child: dict[str, Any]) -> None:
@@ -58,12 +79,16 @@ class World:
         key = (child["metadata"]["namespace"], child["metadata"]["name"])
         self.api.existing.add((child["kind"], *key))
         index = self.deployments if child["kind"] == "Deployment" else self.services
-        index[key] = [child_entry(child)]
+        index[key] = [json.loads(child_entry(child))]
+
+    def store_children(self) -> None:
+        """What the children's watches would bring into the indexes after this pass's applies."""
+        for obj in self.api.live.values():
+            self.store_child(obj)
 
     def store_what_was_written(self) -> None:
         """What the watches would bring into the indexes after this pass's writes."""
-        for obj in self.api.live.values():
-            self.store_child(obj)
+        self.store_children()
         (entry,) = self.labservers[KEY]
         if self.api.stored:
             entry["status"] = copy.deepcopy(self.api.stored[-1])
@@ -428,7 +453,7 @@ async def test_a_problem_status_matches_compute_status_over_the_cached_children(
         await world.reconciler.reconcile(KEY)
     (status,) = world.api.statuses
     expected = compute_status(
-        labserver_entry(ls),
+        json.loads(labserver_entry(ls)),
         deployment=None,
         service=None,
         problem=Problem(reasons.INVALID_SPEC, str(raised.value)),
@@ -632,6 +657,7 @@ async def test_a_pass_before_the_cache_sees_our_status_write_stores_nothing_and_
 ) -> None:
     world.store(a_labserver())
     await world.reconcile()
+    world.store_children()
     stored, events = list(world.api.stored), list(world.api.events)
     # The watch has not delivered our status write yet: the cached LabServer is unchanged, so
     # the write computed from it is refused by its resourceVersion precondition.
@@ -684,7 +710,13 @@ async def test_a_hand_edited_deployment_is_applied_again(world: World) -> None:
     await world.reconcile()
     world.store_what_was_written()
     edited = copy.deepcopy(world.api.live[("Deployment", "lab", "hello")])
-    edited["metadata"]["generation"] = 2  # any spec edit bumps it
+    image = ("f:spec", "f:template", "f:spec", "f:containers", 'k:{"name":"server"}', "f:image")
+    # kubectl edit of the image: the field moves from our Apply entry to kubectl's Update entry.
+    (ours,) = edited["metadata"]["managedFields"]
+    ours["fieldsV1"] = fields_v1(fields_of(ours["fieldsV1"]) - {image})
+    edited["metadata"]["managedFields"].append(
+        {"manager": "kubectl-edit", "operation": "Update", "fieldsV1": fields_v1(frozenset({image}))}
+    )
     world.store_child(edited)
     await world.reconcile()
     assert world.api.applied_kinds[-1:] == ["Deployment"]
@@ -775,27 +807,78 @@ async def test_a_status_field_that_became_null_is_left_out_of_the_apply_so_it_is
     assert "endpoints" not in sent and None not in sent.values()
 
 
-async def test_an_unchanged_child_is_applied_again_once_its_last_apply_is_older_than_the_resync() -> None:
-    clock = [NOW]
-    world = World()
-    world.reconciler = Reconciler(
-        Cache(world.labservers, world.deployments, world.services),
-        world.api,
-        EventRecorder(world.api),
-        default_image=DEFAULT_IMAGE,
-        reapply_seconds=300,
-        now=lambda: clock[0],
-    )
+async def test_a_restarted_reconciler_over_up_to_date_children_writes_nothing(world: World) -> None:
     world.store(a_labserver())
     await world.reconcile()
     world.store_what_was_written()
+    world.api.calls.clear()
+    world.reconciler = world.new_reconciler()  # no memory of the applies: only the cache
+    await world.reconcile()
+    assert world.api.calls == []
+
+
+async def test_a_child_whose_owned_fields_changed_hands_is_applied_again_after_a_restart(
+    world: World,
+) -> None:
+    world.store(a_labserver())
+    await world.reconcile()
+    world.store_what_was_written()
+    (entry,) = world.deployments[KEY]
+    entry["fields"]["k8s-lab"] = "another set"  # e.g. kubectl scale took spec.replicas
+    world.reconciler = world.new_reconciler()
+    await world.reconcile()
+    assert world.api.applied_kinds[-1:] == ["Deployment"]
+
+
+async def test_a_child_last_applied_from_another_spec_is_applied_again(world: World) -> None:
+    world.store(a_labserver())
+    await world.reconcile()
+    world.store_what_was_written()
+    (entry,) = world.services[KEY]
+    entry["metadata"]["annotations"][DESIRED_HASH] = "an older operator's object"
+    world.reconciler = world.new_reconciler()
+    await world.reconcile()
+    assert world.api.applied_kinds[-1:] == ["Service"]
+
+
+async def test_a_pass_before_the_cache_shows_our_apply_does_not_apply_again(world: World) -> None:
+    ls = world.store(a_labserver())
+    world.store_child(a_service(ls))  # an older Service: the cache still shows it after our apply
+    (entry,) = world.services[KEY]
+    entry["metadata"].update(resourceVersion="5", annotations={DESIRED_HASH: "older"})
+    await world.reconciler.reconcile(KEY)
     applies = len(world.api.applied)
-    clock[0] = NOW + timedelta(seconds=299)
+    await world.reconciler.reconcile(KEY)  # the Service's watch event has not arrived yet
+    assert len(world.api.applied) == applies
+
+
+async def test_once_the_cache_moved_past_our_apply_it_decides_again(world: World) -> None:
+    ls = world.store(a_labserver())
+    world.store_child(a_service(ls))
+    (entry,) = world.services[KEY]
+    entry["metadata"].update(resourceVersion="5", annotations={DESIRED_HASH: "older"})
+    await world.reconciler.reconcile(KEY)
+    applies = len(world.api.applied)
+    entry["metadata"]["resourceVersion"] = "a newer one, edited by hand"  # the hash still differs
+    await world.reconciler.reconcile(KEY)
+    assert world.api.applied_kinds[applies:] == ["Service"]
+
+
+async def test_a_pass_that_trusted_a_creation_the_cache_has_not_shown_looks_again_later(world: World) -> None:
+    world.store(a_labserver())
+    await world.reconcile()  # creates both children; the cache shows neither yet
+    applies = len(world.api.applied)
+    result = await world.reconciler.reconcile(KEY)
+    assert len(world.api.applied) == applies
+    assert result is not None and result.requeue_after is not None and result.requeue_after > 0
+
+
+async def test_a_deleted_labserver_leaves_no_pending_applies_behind(world: World) -> None:
+    world.store(a_labserver())
     await world.reconcile()
-    assert len(world.api.applied) == applies  # young enough: skipped
-    clock[0] = NOW + timedelta(seconds=301)
+    del world.labservers[KEY]
     await world.reconcile()
-    assert world.api.applied_kinds[applies:] == ["Deployment", "Service"]  # repairs label drift too
+    assert world.reconciler._pending == {}
 
 
 async def test_a_problem_whose_status_write_fails_is_still_told_by_its_warning_event(world: World) -> None:
