@@ -44,21 +44,21 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
-from bench_operator import (  # noqa: E402
+from kubernetes.client import CustomObjectsApi  # noqa: E402
+from localcluster import ClusterSettings, LocalCluster, binaries  # noqa: E402
+from opbench.common import (  # noqa: E402
     GROUP,
     PLURAL,
     VERSION,
-    api_client,
-    apiserver_writes,
-    create_namespace,
     install_crd,
-    is_ready,
     load_average,
     log,
     proc_status_kib,
 )
-from kubernetes.client import CoreV1Api, CustomObjectsApi  # noqa: E402
-from localcluster import ClusterSettings, LocalCluster, binaries  # noqa: E402
+from opbench.common import apiserver_requests as apiserver_writes  # noqa: E402
+from opbench.common import client as api_client  # noqa: E402
+from opbench.common import create_namespace as _create_namespace  # noqa: E402
+from opbench.tracker import is_ready  # noqa: E402
 from prometheus_client.parser import text_string_to_metric_families  # noqa: E402
 from tests.support.operator import OperatorProcess  # noqa: E402
 
@@ -198,6 +198,7 @@ def snapshot(op: OperatorProcess, out: Path, name: str) -> tracemalloc.Snapshot:
     assert op.proc is not None
     path = out / f"{name}.snap"
     os.kill(op.proc.pid, signal.SIGUSR2)  # who holds the raw bodies: NAME.snap.refs
+    os.kill(op.proc.pid, signal.SIGPWR)  # who iterates the list holding them: NAME.snap.iters
     poll("referrers", (out / f"{name}.snap.refs").exists, 300)
     os.kill(op.proc.pid, signal.SIGUSR1)
     poll("snapshot", path.exists, 300)
@@ -219,8 +220,8 @@ def run(count: int, out: Path, trace: bool) -> None:
         cluster.start_control_plane()
         cluster.start_workloads()
         install_crd(cluster)
-        api = api_client(cluster.kubeconfig)
-        core, custom = CoreV1Api(api), CustomObjectsApi(api)
+        api = api_client(cluster.kubeconfig).__enter__()  # closed with the process
+        custom = CustomObjectsApi(api)
         if trace:
             op = operator(cluster, out, "base", trace=True)
             time.sleep(10)
@@ -230,7 +231,7 @@ def run(count: int, out: Path, trace: bool) -> None:
         time.sleep(10)
         log(f"idle, empty: VmRSS, VmHWM = {rss(op)} KiB")
         namespace = f"mem-{uuid.uuid4().hex[:6]}"
-        create_namespace(core, namespace)
+        _create_namespace(api, namespace)
         started = time.monotonic()
         create_labservers(custom, namespace, count)
         log(f"{count} created in {time.monotonic() - started:.0f} s")

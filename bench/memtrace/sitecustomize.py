@@ -45,9 +45,20 @@ if _OUT:
                 nxt = []
                 for obj in level:
                     for ref in gc.get_referrers(obj):
-                        if ref is level or ref is found or type(ref).__name__ == "frame":
+                        if ref is level or ref is found:
                             continue
                         desc = type(ref).__qualname__
+                        frame = (
+                            getattr(ref, "cr_frame", None)
+                            or getattr(ref, "ag_frame", None)
+                            or getattr(ref, "gi_frame", None)
+                        )
+                        if frame is not None:
+                            desc += f" {ref.__qualname__} at {frame.f_code.co_filename}:{frame.f_lineno}"
+                        if type(ref).__name__ == "frame":
+                            desc += f" {ref.f_code.co_filename}:{ref.f_lineno} {ref.f_code.co_name}"
+                            lines.append("  " * (depth + 1) + desc)
+                            continue
                         if isinstance(ref, dict):
                             desc += " keys=" + ",".join(map(str, list(ref)[:6]))
                         lines.append("  " * (depth + 1) + desc)
@@ -58,3 +69,46 @@ if _OUT:
             f.write("\n".join(lines))
 
     signal.signal(signal.SIGUSR2, _referrers)
+
+
+if _OUT:
+
+    def _iterator_holders(signum: int, frame: object) -> None:
+        """SIGPWR: for the list holding a raw LabServer, who holds its iterator (frames named)."""
+        import gc
+
+        lines = []
+        for o in gc.get_objects():
+            if (
+                isinstance(o, dict)
+                and o.get("kind") == "LabServer"
+                and "managedFields" in (o.get("metadata") or {})
+            ):
+                for lst in gc.get_referrers(o):
+                    if not isinstance(lst, list) or len(lst) < 2:
+                        continue
+                    lines.append(f"list of {len(lst)}")
+                    for it in gc.get_referrers(lst):
+                        lines.append(f"  {type(it).__qualname__}")
+                        for holder in gc.get_referrers(it):
+                            name = type(holder).__qualname__
+                            code = getattr(holder, "f_code", None)
+                            if code is not None:
+                                name += f" frame {code.co_filename}:{holder.f_lineno} {code.co_name}"
+                            for attr in ("cr_frame", "ag_frame", "gi_frame"):
+                                fr = getattr(holder, attr, None)
+                                if fr is not None:
+                                    name += f" {holder.__qualname__} {fr.f_code.co_filename}:{fr.f_lineno}"
+                            lines.append(f"    {name}")
+                            if name.startswith("frame"):
+                                f = holder
+                                while f is not None:
+                                    lines.append(
+                                        f"      < {f.f_code.co_filename}:{f.f_lineno} {f.f_code.co_name}"
+                                    )
+                                    f = f.f_back
+                break
+        with open(_OUT + ".iters", "w") as f:
+            f.write("\n".join(lines))
+
+    signal.signal(signal.SIGPWR, _iterator_holders)

@@ -25,6 +25,7 @@ from prometheus_client import CollectorRegistry, Gauge, GCCollector, PlatformCol
 from labkit.logs import log_event
 from labop.cache import Cache
 from labop.kubeapi import KubeApiLike
+from labop.memory import IdleCollector
 from labop.monitoring import Listener, make_health_app, make_metrics_app, serve
 from labop.naming import GROUP, KIND
 from labop.reconciler import Reconciler
@@ -99,6 +100,7 @@ class Controller:
         self._started = False
         self.elector: LeaderElector | None = None
         self._election: asyncio.Task[None] | None = None
+        self._idle_collector: asyncio.Task[None] | None = None
         if settings.leader_elect and lease_client is not None:
             self.elector = self._new_elector(lease_client, identity)
 
@@ -172,6 +174,10 @@ class Controller:
         election_alive = self._election is not None and not self._election.done()
         return election_alive and (not self.elector.leading or self.pool.running)
 
+    def _busy(self) -> bool:
+        """Keys waiting or in a worker: not the moment for a full garbage collection."""
+        return len(self.queue) > 0 or self.queue.processing_count > 0
+
     def _ready(self) -> bool:
         # A standby is ready: it watches and caches; it only does not lead (README).
         return self.pool.running if self.elector is None else self._started
@@ -232,10 +238,16 @@ class Controller:
             ports=",".join(str(lst.port) for lst in self._listeners),
             leader_elect=self.elector is not None,
         )
+        collector = IdleCollector(self._busy)
+        self._idle_collector = asyncio.create_task(collector.run(), name=f"{NAME}-idle-collector")
         self._started = True
 
     async def stop(self) -> None:
         """Drain the workers (still renewing the lease meanwhile), then release the lease."""
+        if self._idle_collector is not None:
+            self._idle_collector.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._idle_collector
         await self.runtime.stop()
         if self._election is not None:
             self._election.cancel()

@@ -23,6 +23,7 @@ from labkit.logs import with_fields
 from labop.cache import Cache, Key, child_entry, labserver_entry
 from labop.controller import Controller
 from labop.kubeapi import KubeApi, KubeLeaseClient, load_client
+from labop.memory import freeze_imports
 from labop.naming import GROUP, PLURAL, VERSION
 from labop.runtime import event_priority
 from labop.settings import OperatorSettings, election_namespace, from_env
@@ -98,6 +99,7 @@ async def start_controller(
     cache = Cache(labserver_index, deployment_index, service_index)
     memo.controller = Controller(ours, cache, api, lease_client=lease_client)
     await memo.controller.start()
+    freeze_imports()  # everything is imported and built: see labop.memory
 
 
 @kopf.on.cleanup()
