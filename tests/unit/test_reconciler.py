@@ -465,20 +465,13 @@ def kube_api() -> Iterator[KubeApi]:
     api.close()
 
 
-def an_api_exception(status: int, reason: str, message: str | None = None) -> ApiException:
-    err = ApiException(status=status, reason=reason)
-    if message is not None:
-        err.body = json.dumps({"kind": "Status", "code": status, "message": message})
-    return err
-
-
 class Answer:
     """What ``ApiClient.call_api`` returns: an HTTP status and a body, read once."""
 
-    def __init__(self, status: int, body: dict[str, Any]) -> None:
-        self.status, self.reason = status, "Reason"
+    def __init__(self, status: int, body: dict[str, Any] | None, reason: str = "Reason") -> None:
+        self.status, self.reason = status, reason
         self.headers: dict[str, str] = {}
-        self.data = json.dumps(body).encode()
+        self.data = b"" if body is None else json.dumps(body).encode()
 
     def read(self) -> bytes:
         return self.data
@@ -550,6 +543,23 @@ async def test_kubeapi_applies_the_status_subresource_with_its_own_manager_and_a
     assert kwargs == {"_request_timeout": 7.0}
 
 
+async def test_kubeapi_posts_an_event_as_json_to_the_namespaces_events_and_reads_no_answer(
+    kube_api: KubeApi, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    method = Recorded(result=Answer(201, {"kind": "Event", "metadata": {"name": "hello.1"}}))
+    monkeypatch.setattr(kube_api._client, "call_api", method)
+    event = {"apiVersion": "v1", "kind": "Event", "reason": "Created", "message": "ok \U0001f600"}
+
+    await kube_api.create_event("lab", event)
+
+    ((args, kwargs),) = method.calls
+    verb, url, headers, body = a_raw_request(args)
+    assert (verb, headers["Content-Type"]) == ("POST", "application/json")
+    assert url.endswith("/api/v1/namespaces/lab/events")
+    assert json.loads(body) == event
+    assert kwargs == {"_request_timeout": 7.0}
+
+
 async def test_kubeapi_reports_a_failed_status_precondition_as_a_conflict(
     kube_api: KubeApi, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -563,9 +573,8 @@ async def test_kubeapi_reports_a_failed_status_precondition_as_a_conflict(
 async def test_kubeapi_translates_the_statuses_the_reconciler_tells_apart(
     kube_api: KubeApi, monkeypatch: pytest.MonkeyPatch, status: int, kind: type[ApiError]
 ) -> None:
-    monkeypatch.setattr(
-        kube_api._core, "create_namespaced_event", Recorded(error=an_api_exception(status, "Reason"))
-    )
+    answer = Answer(status, {"kind": "Status", "code": status, "message": "Reason"})
+    monkeypatch.setattr(kube_api._client, "call_api", Recorded(result=answer))
     with pytest.raises(kind) as raised:
         await kube_api.create_event("lab", {})
     assert raised.value.status == status
@@ -589,11 +598,8 @@ async def test_kubeapi_turns_any_other_error_answer_into_an_api_error_with_the_a
 async def test_kubeapi_falls_back_on_the_http_reason_without_a_status_body(
     kube_api: KubeApi, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(
-        kube_api._core,
-        "create_namespaced_event",
-        Recorded(error=an_api_exception(500, "Internal Server Error")),
-    )
+    no_status = Answer(500, None, reason="Internal Server Error")
+    monkeypatch.setattr(kube_api._client, "call_api", Recorded(result=no_status))
     with pytest.raises(ApiError) as raised:
         await kube_api.create_event("lab", {})
     assert (raised.value.status, raised.value.reason) == (500, "Internal Server Error")
@@ -610,10 +616,11 @@ async def test_a_422_through_kubeapi_makes_the_reconciler_report_invalid_spec(
         if url.split("?")[0].endswith("/status"):
             status_bodies.append(json.loads(raw))
             return Answer(200, {})
+        if url.endswith("/events"):
+            return Answer(201, {})
         return rejection
 
     monkeypatch.setattr(kube_api._client, "call_api", call_api)
-    monkeypatch.setattr(kube_api._core, "create_namespaced_event", Recorded())
     ls = a_labserver()
     cache = Cache({KEY: [labserver_entry(ls)]}, {}, {})
     reconciler = Reconciler(
