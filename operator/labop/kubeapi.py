@@ -225,7 +225,7 @@ class KubeApi:
         path_params: dict[str, str],
         query: list[tuple[str, str]],
         content_type: str,
-        body: bytes,
+        body: bytes | dict[str, Any],
         *,
         _request_timeout: float,
         parse: bool,
@@ -256,9 +256,8 @@ class KubeApi:
 
     async def create_event(self, namespace: str, event: dict[str, Any]) -> None:
         """POST the Event; the answer (the Event as stored) is not read into anything."""
-        body = json.dumps(event, separators=(",", ":")).encode()
-        where = {"namespace": namespace}
-        await self._call(self._send, "POST", EVENTS_PATH, where, [], "application/json", body, parse=False)
+        where = {"namespace": namespace}  # a dict body: the client encodes JSON (ASCII escapes, fine here)
+        await self._call(self._send, "POST", EVENTS_PATH, where, [], "application/json", event, parse=False)
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)

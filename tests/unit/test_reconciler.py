@@ -546,18 +546,19 @@ async def test_kubeapi_applies_the_status_subresource_with_its_own_manager_and_a
 async def test_kubeapi_posts_an_event_as_json_to_the_namespaces_events_and_reads_no_answer(
     kube_api: KubeApi, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    method = Recorded(result=Answer(201, {"kind": "Event", "metadata": {"name": "hello.1"}}))
-    monkeypatch.setattr(kube_api._client, "call_api", method)
+    # Below the client's REST layer this time: what goes on the wire, encoded by the client.
+    wire = Recorded(result=Answer(201, {"kind": "Event", "metadata": {"name": "hello.1"}}))
+    monkeypatch.setattr(kube_api._client.rest_client.pool_manager, "request", wire)
     event = {"apiVersion": "v1", "kind": "Event", "reason": "Created", "message": "ok \U0001f600"}
 
     await kube_api.create_event("lab", event)
 
-    ((args, kwargs),) = method.calls
-    verb, url, headers, body = a_raw_request(args)
-    assert (verb, headers["Content-Type"]) == ("POST", "application/json")
-    assert url.endswith("/api/v1/namespaces/lab/events")
-    assert json.loads(body) == event
-    assert kwargs == {"_request_timeout": 7.0}
+    ((args, kwargs),) = wire.calls
+    assert args[0] == "POST"
+    assert args[1].endswith("/api/v1/namespaces/lab/events")
+    assert kwargs["headers"]["Content-Type"] == "application/json"
+    assert json.loads(kwargs["body"]) == event
+    assert kwargs["timeout"] is not None
 
 
 async def test_kubeapi_reports_a_failed_status_precondition_as_a_conflict(
