@@ -8,11 +8,11 @@ In the background (``background=True``, as the controller runs it; client-go's b
 the same): ``record`` only queues the Event and one sender task posts them in order, so a
 reconcile never waits for an Event's round trip (at 1,000 new LabServers that was two of a first
 pass's five requests, each waited for by a worker while the queue was long). The queue is
-bounded: when full, an Event is dropped and logged, never waited for. When Events queue up (the
-API is slow, many LabServers are new), those about the same object with the same type and reason
-are posted as one, their messages joined ("Created Deployment web; Created Service web"): one
-write instead of two, under exactly the load where writes cost most. ``aclose`` posts what is
-queued (within a timeout) before the API client closes.
+bounded: when full, an Event is dropped and logged, never waited for. The sender lingers a
+moment (``LINGER_SECONDS``) before each batch, and the Events of a batch about the same object
+with the same type and reason go out as one, their messages joined ("Created Deployment web;
+Created Service web", the two applies of one pass): one write instead of two per new LabServer.
+``aclose`` posts what is queued (within a timeout) before the API client closes.
 """
 
 from __future__ import annotations
@@ -35,6 +35,9 @@ COMPONENT = "k8s-lab"
 # dropped. Thousands of new LabServers queue three Events each faster than one sender posts them.
 QUEUE_SIZE = 4096
 MESSAGE_LIMIT = 1024
+# How long the sender waits for more Events before posting a batch: a pass that creates both
+# children records its two Created Events well within it, even on a loaded machine.
+LINGER_SECONDS = 1.0
 # How long a stopping operator still posts queued Events (inside its own shutdown timeout).
 DRAIN_SECONDS = 5.0
 log = logging.getLogger("labop.recorder")
@@ -102,8 +105,16 @@ def coalesce(events: list[dict[str, Any]]) -> list[tuple[dict[str, Any], int]]:
 
 
 class EventRecorder:
-    def __init__(self, api: KubeApiLike, *, instance: str = COMPONENT, background: bool = False) -> None:
+    def __init__(
+        self,
+        api: KubeApiLike,
+        *,
+        instance: str = COMPONENT,
+        background: bool = False,
+        linger: float = LINGER_SECONDS,
+    ) -> None:
         self._api = api
+        self._linger = linger
         self._instance = instance
         self._background = background
         self._queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(maxsize=QUEUE_SIZE)
@@ -130,6 +141,8 @@ class EventRecorder:
     async def _send_forever(self) -> None:
         while True:
             batch = [await self._queue.get()]
+            if self._linger > 0:
+                await asyncio.sleep(self._linger)
             while not self._queue.empty():  # whatever queued up meanwhile goes out coalesced
                 batch.append(self._queue.get_nowait())
             for event, count in coalesce(batch):

@@ -110,7 +110,7 @@ class SlowApi(FakeApi):
 
 async def test_in_the_background_record_returns_before_the_event_is_posted_and_aclose_posts_it() -> None:
     api = SlowApi()
-    recorder = EventRecorder(api, background=True)
+    recorder = EventRecorder(api, background=True, linger=0)
     await recorder.record(a_labserver("web"), NORMAL, "Ready", "1 of 1 available")
     assert api.events == []  # the reconcile did not wait for the round trip
     api.gate.set()
@@ -120,7 +120,7 @@ async def test_in_the_background_record_returns_before_the_event_is_posted_and_a
 
 async def test_events_that_queued_up_about_one_object_with_one_reason_are_posted_as_one() -> None:
     api = SlowApi()
-    recorder = EventRecorder(api, background=True)
+    recorder = EventRecorder(api, background=True, linger=0)
     web, db = a_labserver("web", uid="uid-web"), a_labserver("db", uid="uid-db")
     await recorder.record(web, NORMAL, "Ready", "first, in flight")
     await asyncio.sleep(0)  # the sender takes it and waits on the API
@@ -143,7 +143,7 @@ async def test_in_the_background_a_full_queue_drops_the_event_and_logs_it(
 ) -> None:
     monkeypatch.setattr("labop.recorder.QUEUE_SIZE", 1)
     api = SlowApi()
-    recorder = EventRecorder(api, background=True)
+    recorder = EventRecorder(api, background=True, linger=0)
     await recorder.record(a_labserver("web"), NORMAL, "R", "in flight")
     await asyncio.sleep(0)
     await recorder.record(a_labserver("web"), NORMAL, "R", "queued")
@@ -160,7 +160,7 @@ async def test_in_the_background_a_failure_to_post_is_logged_and_the_next_event_
 ) -> None:
     api = FakeApi()
     api.event_error = RuntimeError("apiserver down")
-    recorder = EventRecorder(api, background=True)
+    recorder = EventRecorder(api, background=True, linger=0)
     with caplog.at_level(logging.WARNING, logger="labop.recorder"):
         await recorder.record(a_labserver("web"), WARNING, "ChildConflict", "taken")
         await recorder.aclose()
@@ -169,6 +169,17 @@ async def test_in_the_background_a_failure_to_post_is_logged_and_the_next_event_
     await recorder.record(a_labserver("web"), NORMAL, "Ready", "ok")
     await recorder.aclose()
     assert api.events == [("Normal", "Ready", "ok")]
+
+
+async def test_the_sender_lingers_so_that_the_two_created_events_of_one_pass_go_out_as_one() -> None:
+    api = FakeApi()
+    recorder = EventRecorder(api, background=True, linger=0.05)
+    web = a_labserver("web")
+    await recorder.record(web, NORMAL, "Created", "Created Deployment web")
+    await asyncio.sleep(0)  # the sender has it: it lingers instead of posting at once
+    await recorder.record(web, NORMAL, "Created", "Created Service web")
+    await recorder.aclose()
+    assert api.events == [("Normal", "Created", "Created Deployment web; Created Service web")]
 
 
 def test_coalesced_events_keep_the_first_timestamp_and_take_the_last() -> None:
