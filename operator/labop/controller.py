@@ -65,7 +65,8 @@ class Controller:
         self.api = api
         self.registry = registry or new_registry()
         identity = identity or default_identity()
-        self.recorder = EventRecorder(api, instance=identity)
+        # Events in the background: a reconcile never waits for one (see labop.recorder).
+        self.recorder = EventRecorder(api, instance=identity, background=True)
         reconciler = Reconciler(
             cache,
             api,
@@ -249,6 +250,8 @@ class Controller:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._idle_collector
         await self.runtime.stop()
+        # The Events the workers queued, while the lease (if any) still fences our writes.
+        await self.recorder.aclose()
         if self._election is not None:
             self._election.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -48,6 +48,7 @@ CHILD_PATHS = {
     "Deployment": "/apis/apps/v1/namespaces/{namespace}/deployments/{name}",
     "Service": "/api/v1/namespaces/{namespace}/services/{name}",
 }
+EVENTS_PATH = "/api/v1/namespaces/{namespace}/events"
 STATUS_PATH = f"/apis/{GROUP}/{VERSION}/namespaces/{{namespace}}/{PLURAL}/{{name}}/status"
 # The status is applied under a field manager of its own, the children's plus this suffix
 # ("k8s-lab-status" by default): `kubectl get -o yaml --show-managed-fields` tells them apart.
@@ -193,32 +194,60 @@ class KubeApi:
             },
             "status": status,
         }
-        await self._call(self._apply_now, body, STATUS_PATH, self.status_manager)
+        await self._call(self._apply_now, body, STATUS_PATH, self.status_manager, parse=False)
 
     def _apply_now(
-        self, obj: dict[str, Any], path: str, manager: str, _request_timeout: float
+        self, obj: dict[str, Any], path: str, manager: str, _request_timeout: float, *, parse: bool = True
     ) -> tuple[dict[str, Any], int]:
         """The apply request itself (in a pool thread), below the generated method.
 
         The generated ``patch_namespaced_*`` methods accept only a dict body, which the client
         encodes with ASCII escapes (see ``apply_body`` for why that breaks apply), and build a
-        model object from the answer that we would only turn back into a dict.
+        model object from the answer that we would only turn back into a dict. ``parse=False``:
+        the answer is not even read into a dict (a status apply's: nobody reads it).
         """
         meta = obj["metadata"]
+        return self._send(
+            "PATCH",
+            path,
+            {"namespace": meta["namespace"], "name": meta["name"]},
+            [("fieldManager", manager), ("force", "true")],
+            APPLY,
+            apply_body(obj),
+            _request_timeout=_request_timeout,
+            parse=parse,
+        )
+
+    def _send(
+        self,
+        method: str,
+        path: str,
+        path_params: dict[str, str],
+        query: list[tuple[str, str]],
+        content_type: str,
+        body: bytes | dict[str, Any],
+        *,
+        _request_timeout: float,
+        parse: bool,
+    ) -> tuple[dict[str, Any], int]:
+        """One request (in a pool thread) with the client's connection pool and credentials but
+        not its generated methods: those validate every argument (pydantic), serialize model
+        objects and build a model from the answer; at 1,000 LabServers that was most of the cost
+        of posting the Events (bench/profiles/README.md)."""
         request = self._client.param_serialize(
-            method="PATCH",
+            method=method,
             resource_path=path,
-            path_params={"namespace": meta["namespace"], "name": meta["name"]},
-            query_params=[("fieldManager", manager), ("force", "true")],
-            header_params={"Content-Type": APPLY, "Accept": "application/json"},
-            body=apply_body(obj),
+            path_params=path_params,
+            query_params=query,
+            header_params={"Content-Type": content_type, "Accept": "application/json"},
+            body=body,
             auth_settings=["BearerToken"],
         )
         response = self._client.call_api(*request, _request_timeout=_request_timeout)
-        body: bytes = response.read()  # type: ignore[no-untyped-call]  # unannotated in the client
+        data: bytes = response.read()  # type: ignore[no-untyped-call]  # unannotated in the client
         if not 200 <= response.status <= 299:
             raise ApiException.from_response(http_resp=response, body=None, data=None)
-        live: dict[str, Any] = json.loads(body)
+        live: dict[str, Any] = json.loads(data) if parse else {}
         return live, int(response.status)
 
     async def json_patch(self, obj: dict[str, Any], operations: list[dict[str, Any]]) -> None:
@@ -226,7 +255,9 @@ class KubeApi:
         await self._patch_child(obj, operations, JSON_PATCH)
 
     async def create_event(self, namespace: str, event: dict[str, Any]) -> None:
-        await self._call(self._core.create_namespaced_event, namespace, event)
+        """POST the Event; the answer (the Event as stored) is not read into anything."""
+        where = {"namespace": namespace}  # a dict body: the client encodes JSON (ASCII escapes, fine here)
+        await self._call(self._send, "POST", EVENTS_PATH, where, [], "application/json", event, parse=False)
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)

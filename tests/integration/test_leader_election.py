@@ -100,7 +100,9 @@ def test_one_of_two_leads_and_the_standby_writes_nothing(
         written = managers(lab.get("one")) | managers(lab.deployment("one")) | managers(lab.service("one"))
         assert not {m for m in written if m.startswith(manager_of(standby))}, written
         assert manager_of(pod) in written
-        # Events: each carries the writing replica's identity (reportingInstance).
+        # Events: each carries the writing replica's identity (reportingInstance). They go out in
+        # the background, a moment after the status (labop.recorder).
+        eventually(lambda: "Ready" in lab.event_reasons("one"), timeout=30, what="the Ready Event")
         events = lab.core.list_namespaced_event(namespace).items
         reporters = {e.reporting_instance for e in events if e.reporting_component == "k8s-lab"}
         assert reporters == {pod}, reporters

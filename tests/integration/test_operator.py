@@ -182,7 +182,8 @@ def test_a_same_named_stranger_is_left_alone_and_reported_until_it_goes(lab: Lab
     )
     assert lab.service("taken").spec.ports[0].port == 80  # untouched
     assert lab.deployment("taken") is None
-    assert "ChildConflict" in lab.event_reasons("taken")
+    # The Warning Event goes out in the background, a moment after the status (labop.recorder).
+    eventually(lambda: "ChildConflict" in lab.event_reasons("taken"), timeout=30, what="ChildConflict Event")
     lab.core.delete_namespaced_service("taken", lab.ns)
     eventually(lambda: lab.is_ready("taken"), timeout=120, what="Ready once the stranger is gone")
 

@@ -256,6 +256,21 @@ def test_kopf_is_tuned_standalone_quiet_and_with_bounded_watches() -> None:
     assert kopf_settings.networking.request_timeout == 12.0
 
 
+def test_kopf_builds_no_essence_of_an_object_since_no_handler_tracks_changes() -> None:
+    # Safe only while no on.create/update/field handler is registered (the test above checks).
+    kopf_settings = kopf.OperatorSettings()
+    handlers.configure_kopf(kopf_settings, OperatorSettings())
+    storage = kopf_settings.persistence.diffbase_storage
+    body = a_body(a_labserver())
+    assert isinstance(storage, handlers.NoDiffBase)
+    assert storage.build(body=body) == storage.fetch(body=body) == {}
+
+
+def test_the_index_functions_are_coroutines_so_kopf_runs_them_on_its_loop_not_in_a_thread() -> None:
+    for index in (handlers.labserver_index, handlers.deployment_index, handlers.service_index):
+        assert inspect.iscoroutinefunction(index)
+
+
 async def test_startup_builds_the_controller_from_the_memos_settings_and_cleanup_stops_it(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

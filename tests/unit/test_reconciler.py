@@ -490,20 +490,13 @@ def kube_api() -> Iterator[KubeApi]:
     api.close()
 
 
-def an_api_exception(status: int, reason: str, message: str | None = None) -> ApiException:
-    err = ApiException(status=status, reason=reason)
-    if message is not None:
-        err.body = json.dumps({"kind": "Status", "code": status, "message": message})
-    return err
-
-
 class Answer:
     """What ``ApiClient.call_api`` returns: an HTTP status and a body, read once."""
 
-    def __init__(self, status: int, body: dict[str, Any]) -> None:
-        self.status, self.reason = status, "Reason"
+    def __init__(self, status: int, body: dict[str, Any] | None, reason: str = "Reason") -> None:
+        self.status, self.reason = status, reason
         self.headers: dict[str, str] = {}
-        self.data = json.dumps(body).encode()
+        self.data = b"" if body is None else json.dumps(body).encode()
 
     def read(self) -> bytes:
         return self.data
@@ -575,6 +568,24 @@ async def test_kubeapi_applies_the_status_subresource_with_its_own_manager_and_a
     assert kwargs == {"_request_timeout": 7.0}
 
 
+async def test_kubeapi_posts_an_event_as_json_to_the_namespaces_events_and_reads_no_answer(
+    kube_api: KubeApi, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Below the client's REST layer this time: what goes on the wire, encoded by the client.
+    wire = Recorded(result=Answer(201, {"kind": "Event", "metadata": {"name": "hello.1"}}))
+    monkeypatch.setattr(kube_api._client.rest_client.pool_manager, "request", wire)
+    event = {"apiVersion": "v1", "kind": "Event", "reason": "Created", "message": "ok \U0001f600"}
+
+    await kube_api.create_event("lab", event)
+
+    ((args, kwargs),) = wire.calls
+    assert args[0] == "POST"
+    assert args[1].endswith("/api/v1/namespaces/lab/events")
+    assert kwargs["headers"]["Content-Type"] == "application/json"
+    assert json.loads(kwargs["body"]) == event
+    assert kwargs["timeout"] is not None
+
+
 async def test_kubeapi_reports_a_failed_status_precondition_as_a_conflict(
     kube_api: KubeApi, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -588,9 +599,8 @@ async def test_kubeapi_reports_a_failed_status_precondition_as_a_conflict(
 async def test_kubeapi_translates_the_statuses_the_reconciler_tells_apart(
     kube_api: KubeApi, monkeypatch: pytest.MonkeyPatch, status: int, kind: type[ApiError]
 ) -> None:
-    monkeypatch.setattr(
-        kube_api._core, "create_namespaced_event", Recorded(error=an_api_exception(status, "Reason"))
-    )
+    answer = Answer(status, {"kind": "Status", "code": status, "message": "Reason"})
+    monkeypatch.setattr(kube_api._client, "call_api", Recorded(result=answer))
     with pytest.raises(kind) as raised:
         await kube_api.create_event("lab", {})
     assert raised.value.status == status
@@ -614,11 +624,8 @@ async def test_kubeapi_turns_any_other_error_answer_into_an_api_error_with_the_a
 async def test_kubeapi_falls_back_on_the_http_reason_without_a_status_body(
     kube_api: KubeApi, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(
-        kube_api._core,
-        "create_namespaced_event",
-        Recorded(error=an_api_exception(500, "Internal Server Error")),
-    )
+    no_status = Answer(500, None, reason="Internal Server Error")
+    monkeypatch.setattr(kube_api._client, "call_api", Recorded(result=no_status))
     with pytest.raises(ApiError) as raised:
         await kube_api.create_event("lab", {})
     assert (raised.value.status, raised.value.reason) == (500, "Internal Server Error")
@@ -635,10 +642,11 @@ async def test_a_422_through_kubeapi_makes_the_reconciler_report_invalid_spec(
         if url.split("?")[0].endswith("/status"):
             status_bodies.append(json.loads(raw))
             return Answer(200, {})
+        if url.endswith("/events"):
+            return Answer(201, {})
         return rejection
 
     monkeypatch.setattr(kube_api._client, "call_api", call_api)
-    monkeypatch.setattr(kube_api._core, "create_namespaced_event", Recorded())
     ls = a_labserver()
     cache = Cache({KEY: [labserver_entry(ls)]}, {}, {})
     reconciler = Reconciler(

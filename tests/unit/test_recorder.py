@@ -11,7 +11,7 @@ import pytest
 from tests.support.fakes import FakeApi
 from tests.unit.factories import NOW, NOW_TEXT, a_labserver
 
-from labop.recorder import NORMAL, WARNING, EventRecorder, build_event
+from labop.recorder import NORMAL, WARNING, EventRecorder, build_event, coalesce
 
 
 def test_an_event_is_about_the_labserver_by_uid() -> None:
@@ -91,3 +91,102 @@ async def test_the_recorder_does_not_swallow_cancellation() -> None:
     api.event_error = asyncio.CancelledError()
     with pytest.raises(asyncio.CancelledError):
         await EventRecorder(api).record(a_labserver(), NORMAL, "R", "m")
+
+
+# --------------------------------------------------------------------------- in the background
+
+
+class SlowApi(FakeApi):
+    """Posts an Event only when the test lets it: Events queue up behind the one in flight."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate = asyncio.Event()
+
+    async def create_event(self, namespace: str, event: dict[str, Any]) -> None:
+        await self.gate.wait()
+        await super().create_event(namespace, event)
+
+
+async def test_in_the_background_record_returns_before_the_event_is_posted_and_aclose_posts_it() -> None:
+    api = SlowApi()
+    recorder = EventRecorder(api, background=True, linger=0)
+    await recorder.record(a_labserver("web"), NORMAL, "Ready", "1 of 1 available")
+    assert api.events == []  # the reconcile did not wait for the round trip
+    api.gate.set()
+    await recorder.aclose()
+    assert api.events == [("Normal", "Ready", "1 of 1 available")]
+
+
+async def test_events_that_queued_up_about_one_object_with_one_reason_are_posted_as_one() -> None:
+    api = SlowApi()
+    recorder = EventRecorder(api, background=True, linger=0)
+    web, db = a_labserver("web", uid="uid-web"), a_labserver("db", uid="uid-db")
+    await recorder.record(web, NORMAL, "Ready", "first, in flight")
+    await asyncio.sleep(0)  # the sender takes it and waits on the API
+    await recorder.record(web, NORMAL, "Created", "Created Deployment web")
+    await recorder.record(db, NORMAL, "Created", "Created Deployment db")
+    await recorder.record(web, NORMAL, "Created", "Created Service web")
+    await recorder.record(web, WARNING, "Created", "a Warning is not a Normal")
+    api.gate.set()
+    await recorder.aclose()
+    assert api.events == [
+        ("Normal", "Ready", "first, in flight"),
+        ("Normal", "Created", "Created Deployment web; Created Service web"),
+        ("Normal", "Created", "Created Deployment db"),
+        ("Warning", "Created", "a Warning is not a Normal"),
+    ]
+
+
+async def test_in_the_background_a_full_queue_drops_the_event_and_logs_it(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("labop.recorder.QUEUE_SIZE", 1)
+    api = SlowApi()
+    recorder = EventRecorder(api, background=True, linger=0)
+    await recorder.record(a_labserver("web"), NORMAL, "R", "in flight")
+    await asyncio.sleep(0)
+    await recorder.record(a_labserver("web"), NORMAL, "R", "queued")
+    with caplog.at_level(logging.WARNING, logger="labop.recorder"):
+        await recorder.record(a_labserver("web"), NORMAL, "Ready", "dropped")
+    assert "event not posted namespace=lab name=web reason=Ready error=queue-full" in caplog.text
+    api.gate.set()
+    await recorder.aclose()
+    assert [message for _, _, message in api.events] == ["in flight", "queued"]
+
+
+async def test_in_the_background_a_failure_to_post_is_logged_and_the_next_event_still_goes_out(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    api = FakeApi()
+    api.event_error = RuntimeError("apiserver down")
+    recorder = EventRecorder(api, background=True, linger=0)
+    with caplog.at_level(logging.WARNING, logger="labop.recorder"):
+        await recorder.record(a_labserver("web"), WARNING, "ChildConflict", "taken")
+        await recorder.aclose()
+    assert "apiserver down" in caplog.text
+    api.event_error = None
+    await recorder.record(a_labserver("web"), NORMAL, "Ready", "ok")
+    await recorder.aclose()
+    assert api.events == [("Normal", "Ready", "ok")]
+
+
+async def test_the_sender_lingers_so_that_the_two_created_events_of_one_pass_go_out_as_one() -> None:
+    api = FakeApi()
+    recorder = EventRecorder(api, background=True, linger=0.05)
+    web = a_labserver("web")
+    await recorder.record(web, NORMAL, "Created", "Created Deployment web")
+    await asyncio.sleep(0)  # the sender has it: it lingers instead of posting at once
+    await recorder.record(web, NORMAL, "Created", "Created Service web")
+    await recorder.aclose()
+    assert api.events == [("Normal", "Created", "Created Deployment web; Created Service web")]
+
+
+def test_coalesced_events_keep_the_first_timestamp_and_take_the_last() -> None:
+    ls = a_labserver("web")
+    early = build_event(ls, type_=NORMAL, reason="Created", message="a", now=NOW)
+    late = build_event(ls, type_=NORMAL, reason="Created", message="b", now=NOW + timedelta(seconds=3))
+    ((event, count),) = coalesce([early, late])
+    assert count == 2
+    assert (event["message"], event["firstTimestamp"]) == ("a; b", NOW_TEXT)
+    assert event["lastTimestamp"] == late["lastTimestamp"] != NOW_TEXT
