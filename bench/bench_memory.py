@@ -92,6 +92,11 @@ OWNERS = (
 )
 
 
+# The operator collects garbage once its queue is idle (labop.memory): a reading that soon after
+# idle may come before that.
+SETTLE = 15
+
+
 def owner_of(trace: tracemalloc.Traceback) -> str:
     for frame in reversed(trace):  # innermost first
         for fragment, owner in OWNERS:
@@ -239,6 +244,8 @@ def run(count: int, out: Path, trace: bool) -> None:
         log(f"all Ready after {time.monotonic() - started:.0f} s")
         wait_idle(op, count)
         log(f"first run, idle with {count}: VmRSS, VmHWM = {rss(op)} KiB")
+        time.sleep(SETTLE)
+        log(f"first run, {SETTLE} s later: VmRSS, VmHWM = {rss(op)} KiB")
         op.stop()
         for name, traced in (("restart-traced", True), ("restart", False)):
             if traced and not trace:
@@ -250,6 +257,8 @@ def run(count: int, out: Path, trace: bool) -> None:
             log(f"{name}: idle {time.monotonic() - started:.0f} s after start (5 s quiet included)")
             log(f"{name}: writes {writes_between(before, apiserver_writes(cluster))}")
             log(f"{name}: VmRSS, VmHWM = {rss(op)} KiB")
+            time.sleep(SETTLE)
+            log(f"{name}, {SETTLE} s later: VmRSS, VmHWM = {rss(op)} KiB")
             if traced:
                 loaded = snapshot(op, out, name)
                 base = tracemalloc.Snapshot.load(str(out / "base.snap"))

@@ -56,8 +56,8 @@ class IdleCollector:
         self,
         busy: Callable[[], bool],
         *,
-        check_every: float = 5.0,
-        min_interval: float = 30.0,
+        check_every: float = 2.0,
+        min_interval: float = 10.0,
         collect: Callable[[], int] = gc.collect,
         young_collections: Callable[[], int] = _young_collections,
         clock: Callable[[], float] = time.monotonic,
@@ -68,7 +68,7 @@ class IdleCollector:
         self._collect = collect
         self._young = young_collections
         self._clock = clock
-        self._last_at = clock()
+        self._last_at = float("-inf")
         self._last_young = young_collections()
 
     def tick(self) -> bool:
