@@ -64,8 +64,8 @@ WAITING_FOR_CLEANUP: Final = "WaitingForCleanup"
 
 # Event reasons (posted on the LabServer by the controller). A problem's Warning Event has the
 # problem's reason (InvalidSpec, ChildConflict, ReconcileError).
-# Children were created. The two of one pass go out as one Event ("Created Deployment web;
-# Created Service web", coalesced by labop.recorder): one write per new LabServer, not two.
+# Children were created. The reconciler records one Event per pass for all it created
+# ("Created Deployment web; Created Service web"): one write per new LabServer, not two.
 EVENT_CREATED: Final = "Created"
 EVENT_READY: Final = "Ready"  # the Ready condition turned True
 EVENT_NOT_READY: Final = "NotReady"  # the Ready condition turned False

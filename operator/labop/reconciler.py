@@ -226,14 +226,20 @@ class Reconciler:
     ) -> Children:
         desired = {"Deployment": build_deployment(ls, spec), "Service": build_service(ls, spec)}
         children: Children = {}
+        created: list[str] = []
         for kind, obj in desired.items():
-            children[kind] = await self._apply_if_changed(key, ls, obj, cached[kind])
+            children[kind], was_created = await self._apply_if_changed(key, ls, obj, cached[kind])
+            if was_created:
+                created.append(f"Created {kind} {key[1]}")
+        if created:  # one Event for the pass, not one per child: a write each (reasons.py)
+            await self._recorder.record(ls, NORMAL, reasons.EVENT_CREATED, "; ".join(created))
         return children
 
     async def _apply_if_changed(
         self, key: Key, ls: dict[str, Any], desired: dict[str, Any], cached: dict[str, Any] | None
-    ) -> dict[str, Any]:
-        """Apply ``desired`` unless the cached child shows that the apply would change nothing.
+    ) -> tuple[dict[str, Any], bool]:
+        """Apply ``desired`` unless the cached child shows that the apply would change nothing;
+        the child as it is now, and whether this call created it.
 
         Skipped when the child (already known to be controlled by ``ls``, by uid) carries the
         desired-hash annotation of ``desired`` and our field manager's Apply entry in its
@@ -254,16 +260,14 @@ class Reconciler:
         wanted = desired["metadata"]["annotations"][DESIRED_HASH]
         if cached is not None and self._up_to_date(cached, wanted, desired):
             self._pending.pop((kind, key), None)
-            return cached
+            return cached, False
         if (pending := self._still_pending(kind, key, cached, wanted)) is not None:
-            return pending
+            return pending, False
         applied = await self._apply(ls, desired, existed=cached is not None)
         self._pending[(kind, key)] = _Pending(
             wanted, _version(cached), json.loads(child_entry(applied.obj)), self._now() + PENDING
         )
-        if applied.created:
-            await self._recorder.record(ls, NORMAL, reasons.EVENT_CREATED, f"Created {kind} {key[1]}")
-        return applied.obj
+        return applied.obj, applied.created
 
     def _up_to_date(self, cached: Mapping[str, Any], wanted: str, desired: Mapping[str, Any]) -> bool:
         return up_to_date(cached, desired, self._manager)

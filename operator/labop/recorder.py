@@ -10,8 +10,9 @@ reconcile never waits for an Event's round trip (at 1,000 new LabServers that wa
 pass's five requests, each waited for by a worker while the queue was long). The queue is
 bounded: when full, an Event is dropped and logged, never waited for. The sender lingers a
 moment (``LINGER_SECONDS``) before each batch, and the Events of a batch about the same object
-with the same type and reason go out as one, their messages joined ("Created Deployment web;
-Created Service web", the two applies of one pass): one write instead of two per new LabServer.
+with the same type and reason go out as one, their messages joined (client-go's correlator
+aggregates similar Events the same way): a burst about one object costs one write. (The two
+children a pass creates are already one Event, from the reconciler.)
 ``aclose`` posts what is queued (within a timeout) before the API client closes.
 """
 
