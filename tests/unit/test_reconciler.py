@@ -175,7 +175,7 @@ async def test_the_status_is_written_after_both_applies(world: World) -> None:
     assert writes == ["apply", "apply", "apply_status"]
 
 
-async def test_a_new_labserver_gets_one_created_event_for_both_children_and_a_ready_event(world: World) -> None:
+async def test_a_new_labserver_gets_one_created_event_for_both_children_and_ready(world: World) -> None:
     world.store(a_labserver())
     await world.reconcile()
     assert world.api.events == [
