@@ -50,6 +50,7 @@ from opbench.common import (  # noqa: E402
     GROUP,
     PLURAL,
     VERSION,
+    WRITE_KINDS,
     install_crd,
     load_average,
     log,
@@ -63,15 +64,8 @@ from prometheus_client.parser import text_string_to_metric_families  # noqa: E40
 from tests.support.operator import OperatorProcess  # noqa: E402
 
 MEMTRACE = REPO / "bench" / "memtrace"
-WRITES = {
-    ("APPLY", "deployments", ""): "apply Deployment",
-    ("APPLY", "services", ""): "apply Service",
-    ("PATCH", "deployments", ""): "patch Deployment",
-    ("PATCH", "services", ""): "patch Service",
-    ("APPLY", "labservers", "status"): "apply status",
-    ("PATCH", "labservers", "status"): "patch status",
-    ("POST", "events", ""): "create Event",
-}
+# The writes a restart must not make: the bench's kinds (opbench.common), plus the Events.
+WRITES = {**WRITE_KINDS, ("POST", "events", ""): "create Event"}
 # (path fragment of a frame, owner): the innermost frame matching any of these names the owner.
 OWNERS = (
     ("labop/cache.py", "labop.cache entries"),

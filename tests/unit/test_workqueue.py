@@ -11,6 +11,7 @@ import inspect
 import random
 
 import pytest
+from tests.support.queues import drain_now, make_queue, settle
 
 from labop.runtime.clock import FakeClock, MonotonicClock
 from labop.runtime.ratelimit import (
@@ -22,27 +23,6 @@ from labop.runtime.ratelimit import (
 from labop.runtime.workqueue import QueueShutDown, WorkQueue
 
 pytestmark = pytest.mark.timeout(10)
-
-
-async def settle(turns: int = 20) -> None:
-    """Let every task that can run, run (yields only; no time passes)."""
-    for _ in range(turns):
-        await asyncio.sleep(0)
-
-
-def make_queue(maxsize: int = 100, **kwargs: object) -> tuple[WorkQueue[str], FakeClock]:
-    clock = FakeClock()
-    return WorkQueue(maxsize=maxsize, clock=clock, **kwargs), clock  # type: ignore[arg-type]
-
-
-async def drain_now(queue: WorkQueue[str]) -> list[str]:
-    """Get and done every key that is waiting right now, in order."""
-    keys = []
-    while len(queue):
-        key = await queue.get()
-        queue.done(key)
-        keys.append(key)
-    return keys
 
 
 # --------------------------------------------------------------------------- basics

@@ -9,33 +9,12 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from tests.support.queues import drain_now, make_queue, settle
 
-from labop.runtime.clock import FakeClock
 from labop.runtime.ratelimit import ItemExponentialFailureRateLimiter
-from labop.runtime.workqueue import LOW, LOW_EVERY, NORMAL, Priority, QueueShutDown, WorkQueue
+from labop.runtime.workqueue import LOW, LOW_EVERY, NORMAL, Priority, QueueShutDown
 
 pytestmark = pytest.mark.timeout(10)
-
-
-async def settle(turns: int = 20) -> None:
-    """Let every task that can run, run (yields only; no time passes)."""
-    for _ in range(turns):
-        await asyncio.sleep(0)
-
-
-def make_queue(maxsize: int = 100, **kwargs: object) -> tuple[WorkQueue[str], FakeClock]:
-    clock = FakeClock()
-    return WorkQueue(maxsize=maxsize, clock=clock, **kwargs), clock  # type: ignore[arg-type]
-
-
-async def drain_now(queue: WorkQueue[str]) -> list[str]:
-    """Get and done every key that is waiting right now, in order."""
-    keys = []
-    while len(queue):
-        key = await queue.get()
-        queue.done(key)
-        keys.append(key)
-    return keys
 
 
 # --------------------------------------------------------------------------- new work first
