@@ -113,7 +113,12 @@ def test_a_stranger_deployment_is_reported_left_alone_and_forgotten_once_gone(
         assert not meta.owner_references, "the operator adopted the stranger"
         assert spec.template.spec.containers[0].image == "example.com/stranger:1"
         assert meta.generation == 1, "the operator changed the stranger"
-        assert lab.labserver_events("ChildConflict"), "no Warning Event tells the user"
+        # Events go out from a background sender, about a second after the status says it.
+        eventually(
+            lambda: lab.labserver_events("ChildConflict"),
+            timeout=30,
+            what="a ChildConflict Warning Event telling the user",
+        )
         lab.delete_deployment("contested")
         measure_convergence(
             lab,
