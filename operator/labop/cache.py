@@ -1,41 +1,44 @@
-"""The read cache: kopf indexes of LabServers and of the children, and the key mapping.
+"""The read cache: a store per watched kind (LabServers, Deployments, Services), and the key mapping.
 
-Role: the index functions (registered in ``handlers``) store what the reconciler reads, and
-only that: of each LabServer its identity, spec and status; of every Deployment and Service its
-identity and controller; for ours also what the status is computed from (generation, replicas,
-ports, the Deployment's rollout status) and what tells whether an apply would change anything
-(our desired-hash annotation, and per field manager a fingerprint of its Apply entry in
-managedFields, see ``ownedfields``). ``Cache`` reads them by key; ``owner_key`` maps a child's
-event to its LabServer's key. Why kopf's indexes and not reads from the API: every reconcile
-would cost requests, and the watches kopf keeps anyway already hold the objects.
+Role: what the reconciler reads, and only that: of each LabServer its identity, spec and status;
+of every Deployment and Service its identity and controller; for ours also what the status is
+computed from (generation, replicas, ports, the Deployment's rollout status) and what tells
+whether an apply would change anything (our desired-hash annotation, and per field manager a
+fingerprint of its Apply entry in managedFields, see ``ownedfields``). The kopf event handlers
+put every watch event into its kind's store (``labop.runtime.store``) before they enqueue its
+key; ``Cache`` reads them by key; ``owner_key`` maps a child's event to its LabServer's key.
+Why a cache and not reads from the API: every reconcile would cost requests, and the watches
+kopf keeps anyway already bring every object.
 
 Why each entry is compact JSON (bytes) and parsed on every read: memory. A LabServer with its two
 children as nested dicts costs some 10 KB of Python objects (managedFields and
 kubectl's last-applied annotation alone most of it); the projection as bytes is well under 2 KB
 (bench/memory.md), parsing it costs some microseconds, and every read gets a private copy for
-free (kopf's body is a live view that later events change, and the reconciler may mutate).
+free (the reconciler may mutate what it reads).
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Mapping
-from typing import Any, Protocol
+from collections.abc import Mapping
+from typing import Any
 
 from labop.naming import DESIRED_HASH, GROUP, KIND
 from labop.ownedfields import apply_fingerprints
 from labop.runtime import GroupKind, Key
 from labop.runtime.controller import controller_owner_key
+from labop.runtime.store import ListingSync, Store
 
-__all__ = ["Cache", "Key", "child_entry", "labserver_entry", "owner_key"]
-
-
-class IndexLike(Protocol):
-    """What the cache needs of a ``kopf.Index``: a mapping from key to a collection of values."""
-
-    def __getitem__(self, key: Any) -> Any: ...
-    def __contains__(self, key: object) -> bool: ...
-    def __iter__(self) -> Iterator[Any]: ...
+__all__ = [
+    "DEPLOYMENTS",
+    "LABSERVERS",
+    "SERVICES",
+    "Cache",
+    "Key",
+    "child_entry",
+    "labserver_entry",
+    "owner_key",
+]
 
 
 LABSERVER = GroupKind(GROUP, KIND)
@@ -113,31 +116,47 @@ def owner_key(child: Mapping[str, Any]) -> Key | None:
     return controller_owner_key(child, LABSERVER)
 
 
-def _one(index: IndexLike, key: Key) -> dict[str, Any] | None:
-    if key not in index:
-        return None
-    packed = next(iter(index[key]), None)
+def _one(store: Store, key: Key) -> dict[str, Any] | None:
+    packed = store.get(key)
     if packed is None:
         return None
     entry: dict[str, Any] = json.loads(packed)  # a fresh copy on every read
     return entry
 
 
+# The stores' kinds, as kubectl names the resources (and ``kopfsync.resource_name``).
+LABSERVERS, DEPLOYMENTS, SERVICES = f"labservers.{GROUP}", "deployments.apps", "services"
+
+
 class Cache:
-    def __init__(self, labservers: IndexLike, deployments: IndexLike, services: IndexLike) -> None:
-        self._labservers = labservers
-        self._deployments = deployments
-        self._services = services
+    """The three stores, filled from watch events (``Store.apply``); ``sync.synced`` once each
+    holds its kind's initial listing (see ``labop.runtime.store``). Tests may pass stores of
+    their own."""
+
+    def __init__(
+        self,
+        labservers: Store | None = None,
+        deployments: Store | None = None,
+        services: Store | None = None,
+    ) -> None:
+        self.sync = ListingSync((LABSERVERS, DEPLOYMENTS, SERVICES))
+        self.labservers = (
+            labservers if labservers is not None else Store(LABSERVERS, labserver_entry, self.sync)
+        )
+        self.deployments = (
+            deployments if deployments is not None else Store(DEPLOYMENTS, child_entry, self.sync)
+        )
+        self.services = services if services is not None else Store(SERVICES, child_entry, self.sync)
 
     def labserver(self, key: Key) -> dict[str, Any] | None:
-        return _one(self._labservers, key)
+        return _one(self.labservers, key)
 
     def deployment(self, key: Key) -> dict[str, Any] | None:
-        return _one(self._deployments, key)
+        return _one(self.deployments, key)
 
     def service(self, key: Key) -> dict[str, Any] | None:
-        return _one(self._services, key)
+        return _one(self.services, key)
 
     def labserver_keys(self) -> list[Key]:
-        # A snapshot: the index changes while the resync walks it.
-        return list(self._labservers)
+        # A snapshot: the store changes while the resync walks it.
+        return list(self.labservers)

@@ -30,7 +30,7 @@ from labop.monitoring import Listener, make_health_app, make_metrics_app, serve
 from labop.naming import GROUP, KIND
 from labop.reconciler import Reconciler
 from labop.recorder import NORMAL, EventRecorder
-from labop.runtime import ControllerBuilder, Key, Priority
+from labop.runtime import ControllerBuilder, Key, Priority, event_priority, key_of
 from labop.runtime.leaderelection import ElectionConfig, LeaderElector, LeaseClient, default_identity
 from labop.settings import OperatorSettings, election_namespace
 
@@ -95,12 +95,12 @@ class Controller:
         )
         self.queue = self.runtime.queue
         self.pool = self.runtime.pool
-        self.primed = self.runtime.primed
         self._listeners: list[Listener] = []
         self._exit = exit_process
         self._started = False
         self.elector: LeaderElector | None = None
         self._election: asyncio.Task[None] | None = None
+        self._starter: asyncio.Task[None] | None = None
         self._idle_collector: asyncio.Task[None] | None = None
         if settings.leader_elect and lease_client is not None:
             self.elector = self._new_elector(lease_client, identity)
@@ -170,35 +170,55 @@ class Controller:
         return election_namespace(self.settings)
 
     def _healthy(self) -> bool:
+        if self._starting():
+            return True  # waiting for the caches: a long relist is not a reason to be restarted
         if self.elector is None:
             return self.pool.running
         election_alive = self._election is not None and not self._election.done()
         return election_alive and (not self.elector.leading or self.pool.running)
+
+    def _starting(self) -> bool:
+        return self._starter is not None and not self._starter.done()
 
     def _busy(self) -> bool:
         """Keys waiting or in a worker: not the moment for a full garbage collection."""
         return len(self.queue) > 0 or self.queue.processing_count > 0
 
     def _ready(self) -> bool:
-        # A standby is ready: it watches and caches; it only does not lead (README).
-        return self.pool.running if self.elector is None else self._started
+        # Once the caches are synced and the workers run; a standby once synced: it watches
+        # and caches, it only does not lead (README).
+        if self.elector is None:
+            return self.pool.running
+        return self._started and self.cache.sync.synced.is_set()
 
     # --- producers (kopf handlers) --------------------------------------------------------
 
+    async def labserver_event(self, event_type: str | None, body: Mapping[str, Any]) -> None:
+        """A LabServer's watch event: into the store, then its key into the queue."""
+        self.cache.labservers.apply(event_type, body)
+        await self.enqueue(key_of(body), event_priority(event_type, body))
+
+    async def deployment_event(self, event_type: str | None, body: Mapping[str, Any]) -> None:
+        self.cache.deployments.apply(event_type, body)
+        await self.enqueue_owner(body, event_priority(event_type, body, owned=True))
+
+    async def service_event(self, event_type: str | None, body: Mapping[str, Any]) -> None:
+        self.cache.services.apply(event_type, body)
+        await self.enqueue_owner(body, event_priority(event_type, body, owned=True))
+
     async def enqueue(self, key: Key, priority: Priority = Priority.NORMAL) -> None:
         """Backpressure on purpose: a new normal key parks this kopf handler while the queue is
-        full (see workqueue's docstring); a low one never waits."""
+        full (see workqueue's docstring); a low one never waits. Before the caches are synced
+        the workers do not run yet, so a full queue parks the handler until they do; the store
+        was updated before, so the sync is not held up by it."""
         if self.leading:
             await self.runtime.enqueue(key, priority)
-        else:  # a standby drops keys: its cache has them, and becoming leader resyncs
-            self.runtime.primed.set()  # kopf's first event: the cache is complete
+        # else: a standby drops keys: its cache has them, and becoming leader resyncs
 
     async def enqueue_owner(self, child: Mapping[str, Any], priority: Priority = Priority.NORMAL) -> None:
         """A Deployment's or Service's event: its controlling LabServer's key, if it has one."""
         if self.leading:
             await self.runtime.enqueue_owner(child, priority)
-        else:
-            self.runtime.primed.set()
 
     def resync(self) -> int:
         """Re-add every cached LabServer at low priority, none skipped; returns how many."""
@@ -215,18 +235,15 @@ class Controller:
             raise
 
     async def _start(self) -> None:
-        if self.elector is None:
-            await self.runtime.start()
-        else:
-            self._election = asyncio.create_task(self.elector.run(), name=f"{NAME}-election")
+        # Not awaited: kopf starts its watchers (which fill the caches) only after the startup
+        # handler that called us returns.
+        self._starter = asyncio.create_task(self._start_when_synced(), name=f"{NAME}-start")
         s = self.settings
         if s.metrics_port:
             metrics = make_metrics_app(self.registry)
             self._listeners.append(await serve(metrics, s.bind_address, s.metrics_port))
         if s.health_port:
-            # Ready once the workers run (a standby: once started): kopf itself holds every
-            # handler back until each watched kind was listed once, so no key is reconciled
-            # from a partial cache.
+            # Ready once the caches are synced and the workers run (a standby: once synced).
             health = make_health_app(self._healthy, self._ready)
             self._listeners.append(await serve(health, s.bind_address, s.health_port))
         log_event(
@@ -243,8 +260,32 @@ class Controller:
         self._idle_collector = asyncio.create_task(collector.run(), name=f"{NAME}-idle-collector")
         self._started = True
 
+    async def _start_when_synced(self) -> None:
+        """WaitForCacheSync: no worker (and no candidate for the lease) before every store holds
+        its kind's initial listing, or a reconcile would take a child still unlisted for one to
+        create, and a restart would write (see ``labop.runtime.store``)."""
+        started = asyncio.get_running_loop().time()
+        await self.cache.sync.synced.wait()
+        log_event(
+            log,
+            "caches synced",
+            controller=NAME,
+            labservers=len(self.cache.labservers),
+            deployments=len(self.cache.deployments),
+            services=len(self.cache.services),
+            seconds=round(asyncio.get_running_loop().time() - started, 3),
+        )
+        if self.elector is None:
+            await self.runtime.start()
+        else:
+            self._election = asyncio.create_task(self.elector.run(), name=f"{NAME}-election")
+
     async def stop(self) -> None:
         """Drain the workers (still renewing the lease meanwhile), then release the lease."""
+        if self._starter is not None:
+            self._starter.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._starter
         if self._idle_collector is not None:
             self._idle_collector.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -1,11 +1,14 @@
-"""The kopf side: indexes (the read cache) and one-line handlers that turn events into keys.
+"""The kopf side: one-line handlers that turn watch events into keys.
 
-Role: registers with kopf, on import, three indexes and three event handlers; each handler does
-event -> key and priority -> enqueue and nothing else (``event_priority``: the initial listing,
+Role: registers with kopf, on import, three event handlers; each hands its event to the
+``Controller``, which puts the object into its kind's store (the read cache, see ``labop.cache``)
+and its key into the queue, and nothing else (``event_priority``: the initial listing,
 our own status writes and other updates that leave the spec as handled go in at low priority,
 creations, deletions, spec changes and children's changes at normal, so new work is not stuck
 behind a relist of every LabServer). No state-tracking handlers (on.create/update/...), so
 kopf writes no annotations, finalizers or status of its own onto anybody's objects.
+No ``@kopf.index``: kopf gates every handler on its indexes with per-object toggles that made a
+relist quadratic; our stores and their sync (``labop.kopfsync``) do that job in linear time.
 Startup builds the ``Controller`` (settings from ``memo`` when started by ``python -m labop``,
 else from the environment, since ``kopf run`` owns the command line), tunes kopf's settings, and
 has our log lines follow kopf's ``--log-format`` (``follow_kopf_log_format``).
@@ -20,17 +23,15 @@ from typing import Any, cast
 import kopf
 
 from labkit.logs import with_fields
-from labop.cache import Cache, Key, child_entry, labserver_entry
+from labop.cache import DEPLOYMENTS, LABSERVERS, SERVICES, Cache
 from labop.controller import Controller
+from labop.kopfsync import observe_listings
 from labop.kubeapi import KubeApi, KubeLeaseClient, load_client
 from labop.memory import freeze_imports
 from labop.naming import GROUP, PLURAL, VERSION
-from labop.runtime import event_priority
 from labop.settings import OperatorSettings, election_namespace, from_env
 
 SETTINGS_MEMO_KEY = "labop_settings"
-# What the indexes hold per key: a LabServer entry, or a child entry (see ``cache``).
-Entries = kopf.Index[Key, dict[str, Any]]
 
 
 class NoDiffBase(kopf.DiffBaseStorage):
@@ -93,15 +94,8 @@ def _controller(memo: kopf.Memo) -> Controller:
 
 
 # PERMANENT: bad settings or a port in use will not fix themselves; kopf stops instead of retrying.
-@kopf.on.startup(errors=kopf.ErrorsMode.PERMANENT)  # type: ignore[arg-type]  # kopf passes the indexes as extra kwargs; ActivityFn has no room
-async def start_controller(
-    settings: kopf.OperatorSettings,
-    memo: kopf.Memo,
-    labserver_index: Entries,
-    deployment_index: Entries,
-    service_index: Entries,
-    **_: Any,
-) -> None:
+@kopf.on.startup(errors=kopf.ErrorsMode.PERMANENT)
+async def start_controller(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     follow_kopf_log_format()
     ours: OperatorSettings = memo.get(SETTINGS_MEMO_KEY) or from_env(os.environ)
     configure_kopf(settings, ours)
@@ -119,7 +113,8 @@ async def start_controller(
         lease_client = KubeLeaseClient(
             client, ours.leader_election_id, election_namespace(ours), timeout=ours.renew_deadline
         )
-    cache = Cache(labserver_index, deployment_index, service_index)
+    cache = Cache()
+    observe_listings(cache.sync, {LABSERVERS, DEPLOYMENTS, SERVICES})  # before kopf's watchers start
     memo.controller = Controller(ours, cache, api, lease_client=lease_client)
     await memo.controller.start()
     freeze_imports()  # everything is imported and built: see labop.memory
@@ -132,37 +127,19 @@ async def stop_controller(memo: kopf.Memo, **_: Any) -> None:
         await controller.stop()
 
 
-# The index functions are `async def` on purpose: kopf runs a plain `def` handler in its thread
-# pool (a hop to a thread and back, a copied context and a shielded task per watch event, about
-# a tenth of the operator's CPU at 1,000 LabServers); these only copy a few fields and never block.
-@kopf.index(GROUP, VERSION, PLURAL)
-async def labserver_index(namespace: str | None, name: str, body: kopf.Body, **_: Any) -> dict[Key, Any]:
-    return {(namespace or "", name): labserver_entry(body)}
-
-
-@kopf.index("apps", "v1", "deployments")
-async def deployment_index(namespace: str | None, name: str, body: kopf.Body, **_: Any) -> dict[Key, Any]:
-    return {(namespace or "", name): child_entry(body)}
-
-
-@kopf.index("", "v1", "services")
-async def service_index(namespace: str | None, name: str, body: kopf.Body, **_: Any) -> dict[Key, Any]:
-    return {(namespace or "", name): child_entry(body)}
-
-
-# ``type``: the watch event's, None for an object of kopf's initial listing.
+# ``type``: the watch event's, None for an object of kopf's initial listing. The handlers are
+# ``async def`` on purpose: kopf runs a plain ``def`` handler in its thread pool (a hop to a
+# thread and back, a copied context and a shielded task per watch event).
 @kopf.on.event(GROUP, VERSION, PLURAL)
-async def labserver_event(
-    type: str | None, namespace: str | None, name: str, body: kopf.Body, memo: kopf.Memo, **_: Any
-) -> None:
-    await _controller(memo).enqueue((namespace or "", name), event_priority(type, body))
+async def labserver_event(type: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    await _controller(memo).labserver_event(type, body)
 
 
 @kopf.on.event("apps", "v1", "deployments")
 async def deployment_event(type: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    await _controller(memo).enqueue_owner(body, event_priority(type, body, owned=True))
+    await _controller(memo).deployment_event(type, body)
 
 
 @kopf.on.event("", "v1", "services")
 async def service_event(type: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    await _controller(memo).enqueue_owner(body, event_priority(type, body, owned=True))
+    await _controller(memo).service_event(type, body)

@@ -10,6 +10,7 @@ import json
 from typing import Any
 
 import pytest
+from tests.support.caches import a_synced_cache
 from tests.unit.factories import a_deployment, a_labserver, a_service
 
 from labop.cache import Cache, Key, child_entry, labserver_entry, owner_key
@@ -214,14 +215,14 @@ def test_a_child_entry_still_maps_to_its_owner() -> None:
 @pytest.fixture
 def populated() -> Cache:
     ls = a_labserver()
-    return Cache(
-        labservers={KEY: [labserver_entry(ls)], ("lab", "other"): [labserver_entry(a_labserver("other"))]},
-        deployments={KEY: [child_entry(a_deployment(ls))]},
-        services={KEY: [child_entry(a_service(ls))]},
+    return a_synced_cache(
+        labservers=[ls, a_labserver("other", uid="other-uid")],
+        deployments=[a_deployment(ls)],
+        services=[a_service(ls)],
     )
 
 
-def test_the_cache_reads_each_kind_from_its_own_index(populated: Cache) -> None:
+def test_the_cache_reads_each_kind_from_its_own_store(populated: Cache) -> None:
     labserver, deployment, service = (
         populated.labserver(KEY),
         populated.deployment(KEY),
@@ -240,7 +241,7 @@ def test_every_read_is_a_copy_of_its_own(populated: Cache) -> None:
     assert again is not None and again["spec"] != first["spec"]
 
 
-def test_a_key_missing_from_an_index_reads_as_none(populated: Cache) -> None:
+def test_a_key_missing_from_a_store_reads_as_none(populated: Cache) -> None:
     missing: Key = ("lab", "nope")
     assert populated.labserver(missing) is None
     assert populated.deployment(missing) is None
@@ -248,16 +249,10 @@ def test_a_key_missing_from_an_index_reads_as_none(populated: Cache) -> None:
     assert populated.deployment(("lab", "other")) is None
 
 
-def test_a_key_whose_store_is_empty_reads_as_none() -> None:
-    cache = Cache(labservers={KEY: []}, deployments={}, services={})
-    assert cache.labserver(KEY) is None
-
-
-def test_the_labserver_keys_are_a_snapshot_of_the_index() -> None:
-    labservers: dict[Key, list[bytes]] = {KEY: [labserver_entry(a_labserver())]}
-    cache = Cache(labservers=labservers, deployments={}, services={})
+def test_the_labserver_keys_are_a_snapshot_of_the_store() -> None:
+    cache = a_synced_cache(labservers=[a_labserver()])
     keys = cache.labserver_keys()
-    labservers[("lab", "late")] = [labserver_entry(a_labserver("late"))]
+    cache.labservers.apply("ADDED", a_labserver("late", uid="late-uid"))
     assert keys == [KEY]
     assert sorted(cache.labserver_keys()) == [("lab", "hello"), ("lab", "late")]
 

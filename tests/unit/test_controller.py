@@ -1,6 +1,7 @@
-"""labop.controller: events to keys (For/Owns), the resync, priming, and the lifecycle.
+"""labop.controller: events into the stores and keys (For/Owns), the resync, waiting for the
+caches' sync, and the lifecycle.
 
-The Controller gets a fake API, a cache over dicts and its own CollectorRegistry; both ports are
+The Controller gets a fake API, a synced cache and its own CollectorRegistry; both ports are
 0 (off), so no socket is opened here (the endpoints are tested in test_monitoring.py).
 """
 
@@ -13,18 +14,17 @@ from typing import Any
 
 import pytest
 from prometheus_client import CollectorRegistry
+from tests.support.caches import a_synced_cache, list_into
 from tests.support.fakes import FakeApi, FakeLeases
 from tests.unit.factories import a_deployment, a_labserver, a_service
 
-from labop.cache import Cache, Key, labserver_entry
+from labop.cache import DEPLOYMENTS, LABSERVERS, SERVICES, Cache, Key
 from labop.controller import Controller
 from labop.runtime import Priority
 from labop.runtime.leaderelection import LeaseLost, LeaseRecord
 from labop.settings import OperatorSettings
 
 pytestmark = pytest.mark.timeout(10)
-
-Entries = dict[Key, list[bytes]]  # packed entries, as kopf's indexes hold them (labop.cache)
 
 
 def quiet_settings(**overrides: Any) -> OperatorSettings:
@@ -33,18 +33,17 @@ def quiet_settings(**overrides: Any) -> OperatorSettings:
 
 
 class Setup:
-    """A Controller over a cache of dicts (LabServers only; no children) and a FakeApi."""
+    """A Controller over a synced cache (LabServers only; no children) and a FakeApi."""
 
-    def __init__(self, **settings: Any) -> None:
-        self.labservers: Entries = {}
+    def __init__(self, cache: Cache | None = None, **settings: Any) -> None:
+        self.cache = cache or a_synced_cache()
         self.api = FakeApi()
         self.registry = CollectorRegistry()
-        cache = Cache(self.labservers, {}, {})
-        self.controller = Controller(quiet_settings(**settings), cache, self.api, registry=self.registry)
+        self.controller = Controller(quiet_settings(**settings), self.cache, self.api, registry=self.registry)
 
     def cache_labserver(self, name: str, namespace: str = "lab") -> dict[str, Any]:
         ls = a_labserver(name, namespace=namespace)
-        self.labservers[(namespace, name)] = [labserver_entry(ls)]
+        self.cache.labservers.apply("ADDED", ls)
         return ls
 
 
@@ -117,19 +116,75 @@ async def test_a_child_controlled_by_something_else_maps_by_name_only_if_cached(
     assert await drain(setup) == [("lab", "web")]
 
 
-async def test_the_controller_is_not_primed_before_any_handler_event(setup: Setup) -> None:
-    assert not setup.controller.primed.is_set()
+# --------------------------------------------------------------------------- watch events
 
 
-async def test_the_first_labserver_event_primes_the_controller(setup: Setup) -> None:
-    await setup.controller.enqueue(("lab", "hello"))
-    assert setup.controller.primed.is_set()
+def an_observed_labserver(generation: int, observed: int | None) -> dict[str, Any]:
+    ls = a_labserver("web", namespace="team")
+    ls["metadata"]["generation"] = generation
+    if observed is not None:
+        ls["status"] = {"observedGeneration": observed}
+    return ls
 
 
-async def test_the_first_child_event_primes_the_controller_even_when_it_maps_to_nothing(setup: Setup) -> None:
-    await setup.controller.enqueue_owner({"metadata": {"name": "unrelated", "namespace": "kube-system"}})
-    assert setup.controller.primed.is_set()
-    assert await drain(setup) == []
+async def test_a_labserver_event_goes_into_the_store_before_its_key_into_the_queue(setup: Setup) -> None:
+    await setup.controller.labserver_event("ADDED", a_labserver("web", namespace="team", replicas=3))
+    cached = setup.cache.labserver(("team", "web"))
+    assert cached is not None and cached["spec"]["replicas"] == 3
+    assert await drain(setup) == [("team", "web")]
+
+
+async def test_a_deleted_labserver_leaves_the_store_and_its_key_is_still_enqueued(setup: Setup) -> None:
+    ls = setup.cache_labserver("gone")
+    await setup.controller.labserver_event("DELETED", ls)
+    assert setup.cache.labserver(("lab", "gone")) is None
+    assert await drain(setup) == [("lab", "gone")]
+
+
+async def test_child_events_go_into_their_own_stores_and_map_to_the_owner(setup: Setup) -> None:
+    ls = a_labserver("web")
+    await setup.controller.deployment_event(None, a_deployment(ls))
+    await setup.controller.service_event("MODIFIED", a_service(ls))
+    assert setup.cache.deployment(("lab", "web")) is not None
+    assert setup.cache.service(("lab", "web")) is not None
+    assert await drain(setup) == [("lab", "web")]
+
+
+@pytest.mark.parametrize(
+    ("event_type", "generation", "observed", "priority"),
+    [
+        (None, 3, 3, Priority.LOW),  # listed after a start, handled already
+        (None, 3, 2, Priority.NORMAL),  # listed, edited while the operator was down
+        (None, 1, None, Priority.NORMAL),  # listed, created while the operator was down
+        ("ADDED", 1, None, Priority.NORMAL),
+        ("MODIFIED", 3, 3, Priority.LOW),  # our own status write, a label edit
+        ("MODIFIED", 4, 3, Priority.NORMAL),  # a spec change
+        ("DELETED", 3, 3, Priority.NORMAL),
+    ],
+)
+async def test_a_labserver_event_is_low_priority_only_when_its_spec_was_handled_already(
+    setup: Setup, event_type: str | None, generation: int, observed: int | None, priority: Priority
+) -> None:
+    await setup.controller.labserver_event(event_type, an_observed_labserver(generation, observed))
+    assert setup.controller.queue.low_count == (1 if priority is Priority.LOW else 0)
+    assert len(setup.controller.queue) == 1
+
+
+@pytest.mark.parametrize(
+    ("event_type", "priority"),
+    [
+        (None, Priority.LOW),
+        ("ADDED", Priority.NORMAL),
+        ("MODIFIED", Priority.NORMAL),
+        ("DELETED", Priority.NORMAL),
+    ],
+)
+async def test_a_child_event_is_low_priority_only_in_the_initial_listing(
+    setup: Setup, event_type: str | None, priority: Priority
+) -> None:
+    await setup.controller.deployment_event(event_type, a_deployment(a_labserver()))
+    assert setup.controller.queue.low_count == (1 if priority is Priority.LOW else 0)
+    assert len(setup.controller.queue) == 1
 
 
 # --------------------------------------------------------------------------- resync
@@ -207,8 +262,30 @@ async def test_a_childs_event_at_low_priority_stays_behind_new_work(setup: Setup
 async def started() -> AsyncIterator[Setup]:
     setup = Setup(workers=1)
     await setup.controller.start()
+    await until(lambda: setup.controller.pool.running)
     yield setup
     await setup.controller.stop()
+
+
+async def test_the_workers_start_only_once_every_store_holds_its_initial_listing(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="labop.controller")
+    setup = Setup(cache=Cache())
+    await setup.controller.start()
+    try:
+        list_into(setup.cache, LABSERVERS, [a_labserver("listed")])
+        list_into(setup.cache, DEPLOYMENTS)
+        await asyncio.sleep(0.05)  # let the starter look: nothing may start yet
+        assert not setup.controller.pool.running
+        assert not setup.controller._ready()
+        assert setup.controller._healthy(), "waiting for the caches is no reason for a restart"
+        list_into(setup.cache, SERVICES)
+        await until(lambda: setup.controller.pool.running)
+        assert setup.controller._ready()
+    finally:
+        await setup.controller.stop()
+    assert "caches synced controller=labserver labservers=1 deployments=0 services=0" in caplog.text
 
 
 async def test_a_started_controller_runs_its_workers_and_opens_no_port_when_both_are_0(
@@ -240,6 +317,7 @@ async def test_a_periodic_resync_runs_only_when_its_period_is_positive() -> None
     off, on = Setup(resync_seconds=0), Setup(resync_seconds=3600)
     for setup in (off, on):
         await setup.controller.start()
+        await until(lambda: setup.controller.pool.running)  # noqa: B023 - awaited in the loop
     try:
         assert off.controller._resync_task is None
         assert on.controller._resync_task is not None and not on.controller._resync_task.done()
@@ -270,7 +348,7 @@ class Elected(Setup):
     def __init__(
         self, leases: FakeLeases | None = None, identity: str = "me", queue_size: int = 1000
     ) -> None:
-        self.labservers = {}
+        self.cache = a_synced_cache()
         self.api = FakeApi()
         self.registry = CollectorRegistry()
         self.leases = leases or FakeLeases()
@@ -280,7 +358,7 @@ class Elected(Setup):
         )
         self.controller = Controller(
             settings,
-            Cache(self.labservers, {}, {}),
+            self.cache,
             self.api,
             registry=self.registry,
             lease_client=self.leases,
@@ -310,9 +388,9 @@ async def test_a_standby_runs_no_workers_and_drops_keys() -> None:
     setup = Elected(leases)
     await setup.controller.start()
     try:
+        await until(lambda: setup.controller._election is not None)
         await setup.controller.enqueue(("lab", "a"))
         assert len(setup.controller.queue) == 0
-        assert setup.controller.primed.is_set()  # the periodic resync will run once it leads
         assert not setup.controller.pool.running
         assert setup.master_status() == 0
         assert setup.controller._ready() and setup.controller._healthy()
@@ -385,6 +463,7 @@ async def test_healthz_fails_when_the_election_task_died() -> None:
     setup = Elected(held_by_another())
     await setup.controller.start()
     try:
+        await until(lambda: setup.controller._election is not None)
         assert setup.controller._healthy()
         assert setup.controller._election is not None
         setup.controller._election.cancel()

@@ -7,8 +7,8 @@ the integration tier (tests/integration/test_operator.py).
 
 from __future__ import annotations
 
+import asyncio
 import inspect
-import json
 import logging
 from collections.abc import Mapping
 from typing import Any, cast
@@ -16,12 +16,12 @@ from typing import Any, cast
 import kopf
 import pytest
 from kubernetes.client import ApiClient
+from tests.support.caches import list_into
 from tests.unit.factories import a_deployment, a_labserver, a_service
 
 from labop import handlers
-from labop.cache import Key
+from labop.cache import DEPLOYMENTS, LABSERVERS, SERVICES
 from labop.controller import Controller
-from labop.runtime import Priority
 from labop.settings import OperatorSettings
 
 # What kopf passes besides the arguments a handler names; the handlers must take them in **_.
@@ -45,21 +45,20 @@ def a_body(raw: dict[str, Any]) -> kopf.Body:
 
 
 class RecordingController:
-    """The two producer methods of Controller, recording what the handlers hand over."""
+    """The three event methods of Controller, recording what the handlers hand over."""
 
     def __init__(self) -> None:
-        self.keys: list[Key] = []
-        self.children: list[Mapping[str, Any]] = []
-        self.priorities: list[Priority] = []
+        self.events: list[tuple[str, str | None, Mapping[str, Any]]] = []
         self.stopped = False
 
-    async def enqueue(self, key: Key, priority: Priority = Priority.NORMAL) -> None:
-        self.keys.append(key)
-        self.priorities.append(priority)
+    async def labserver_event(self, event_type: str | None, body: Mapping[str, Any]) -> None:
+        self.events.append(("labserver", event_type, body))
 
-    async def enqueue_owner(self, child: Mapping[str, Any], priority: Priority = Priority.NORMAL) -> None:
-        self.children.append(child)
-        self.priorities.append(priority)
+    async def deployment_event(self, event_type: str | None, body: Mapping[str, Any]) -> None:
+        self.events.append(("deployment", event_type, body))
+
+    async def service_event(self, event_type: str | None, body: Mapping[str, Any]) -> None:
+        self.events.append(("service", event_type, body))
 
     async def stop(self) -> None:
         self.stopped = True
@@ -81,12 +80,8 @@ def selectors(kind: str) -> dict[str, tuple[str, str, str]]:
     }
 
 
-def test_three_indexes_are_registered_one_per_watched_kind() -> None:
-    assert selectors("indexing") == {
-        "labserver_index": ("k8slab.dev", "v1alpha1", "labservers"),
-        "deployment_index": ("apps", "v1", "deployments"),
-        "service_index": ("", "v1", "services"),
-    }
+def test_no_index_is_registered_since_kopf_gates_handlers_on_indexes_quadratically() -> None:
+    assert registered("indexing") == []
 
 
 def test_three_event_handlers_are_registered_one_per_watched_kind() -> None:
@@ -107,139 +102,34 @@ def test_the_controller_starts_at_startup_and_stops_at_cleanup() -> None:
     assert {"start_controller", "stop_controller"} <= names
 
 
-# --------------------------------------------------------------------------- indexes
-
-
-async def test_the_labserver_index_keys_a_private_copy_by_namespace_and_name() -> None:
-    raw = a_labserver("web", namespace="team", replicas=2)
-    body = a_body(raw)
-    indexed = await invoke(handlers.labserver_index, namespace="team", name="web", body=body, **KOPF_EXTRAS)
-    ((key, entry),) = indexed.items()
-    assert key == ("team", "web")
-    assert json.loads(entry)["spec"] == {"replicas": 2}
-    raw["spec"]["replicas"] = 5
-    assert json.loads(entry)["spec"] == {"replicas": 2}
-
-
-@pytest.mark.parametrize(
-    ("index", "child"),
-    [
-        (handlers.deployment_index, a_deployment(a_labserver())),
-        (handlers.service_index, a_service(a_labserver())),
-    ],
-)
-async def test_the_child_indexes_keep_a_small_projection_not_the_whole_object(
-    index: Any, child: dict[str, Any]
-) -> None:
-    indexed = await invoke(index, namespace="lab", name="hello", body=a_body(child), **KOPF_EXTRAS)
-    assert list(indexed) == [("lab", "hello")]
-    entry = json.loads(indexed[("lab", "hello")])
-    assert set(entry) <= {"metadata", "spec", "status", "fields"}
-    assert "template" not in entry.get("spec", {})
-    assert [ref["uid"] for ref in entry["metadata"]["ownerReferences"]] == [
-        ref["uid"] for ref in child["metadata"]["ownerReferences"]
-    ]
-
-
 # --------------------------------------------------------------------------- events
 
 
-async def test_a_labserver_event_enqueues_its_key() -> None:
-    controller = RecordingController()
-    memo = kopf.Memo(controller=controller)
-    body = a_body(a_labserver("web", namespace="team"))
-    await invoke(
-        handlers.labserver_event,
-        namespace="team",
-        name="web",
-        memo=memo,
-        body=body,
-        type="MODIFIED",
-        event={"type": "MODIFIED", "object": body},
-        **KOPF_EXTRAS,
-    )
-    assert controller.keys == [("team", "web")]
-
-
-@pytest.mark.parametrize("handler", [handlers.deployment_event, handlers.service_event])
-async def test_a_child_event_hands_the_body_to_the_owner_mapping(handler: Any) -> None:
-    controller = RecordingController()
-    body = a_body(a_deployment(a_labserver()))
-    await handler(
-        type="MODIFIED",
-        body=body,
-        memo=kopf.Memo(controller=controller),
-        namespace="lab",
-        name="hello",
-        **KOPF_EXTRAS,
-    )
-    assert controller.children == [body]
-    assert controller.keys == []
-
-
-def an_observed_labserver(generation: int, observed: int | None) -> dict[str, Any]:
-    ls = a_labserver("web", namespace="team")
-    ls["metadata"]["generation"] = generation
-    if observed is not None:
-        ls["status"] = {"observedGeneration": observed}
-    return ls
-
-
 @pytest.mark.parametrize(
-    ("event_type", "generation", "observed", "priority"),
+    ("handler", "kind", "body"),
     [
-        (None, 3, 3, Priority.LOW),  # listed after a start, handled already
-        (None, 3, 2, Priority.NORMAL),  # listed, edited while the operator was down
-        (None, 1, None, Priority.NORMAL),  # listed, created while the operator was down
-        ("ADDED", 1, None, Priority.NORMAL),
-        ("MODIFIED", 3, 3, Priority.LOW),  # our own status write, a label edit
-        ("MODIFIED", 4, 3, Priority.NORMAL),  # a spec change
-        ("DELETED", 3, 3, Priority.NORMAL),
+        (handlers.labserver_event, "labserver", a_labserver("web", namespace="team")),
+        (handlers.deployment_event, "deployment", a_deployment(a_labserver())),
+        (handlers.service_event, "service", a_service(a_labserver())),
     ],
 )
-async def test_a_labserver_event_is_low_priority_only_when_its_spec_was_handled_already(
-    event_type: str | None, generation: int, observed: int | None, priority: Priority
+@pytest.mark.parametrize("event_type", [None, "ADDED", "MODIFIED", "DELETED"])
+async def test_each_handler_hands_its_event_type_and_body_to_the_controller_and_nothing_else(
+    handler: Any, kind: str, body: dict[str, Any], event_type: str | None
 ) -> None:
     controller = RecordingController()
-    body = a_body(an_observed_labserver(generation, observed))
-    await invoke(
-        handlers.labserver_event,
-        namespace="team",
-        name="web",
-        memo=kopf.Memo(controller=controller),
-        body=body,
-        type=event_type,
-        event={"type": event_type, "object": body},
-        **KOPF_EXTRAS,
-    )
-    assert controller.priorities == [priority]
-
-
-@pytest.mark.parametrize("handler", [handlers.deployment_event, handlers.service_event])
-@pytest.mark.parametrize(
-    ("event_type", "priority"),
-    [
-        (None, Priority.LOW),
-        ("ADDED", Priority.NORMAL),
-        ("MODIFIED", Priority.NORMAL),
-        ("DELETED", Priority.NORMAL),
-    ],
-)
-async def test_a_child_event_is_low_priority_only_in_the_initial_listing(
-    handler: Any, event_type: str | None, priority: Priority
-) -> None:
-    controller = RecordingController()
-    body = a_body(a_deployment(a_labserver()))
+    kopf_body = a_body(body)
     await invoke(
         handler,
         type=event_type,
-        body=body,
+        event={"type": event_type, "object": kopf_body},
+        body=kopf_body,
         memo=kopf.Memo(controller=controller),
-        namespace="lab",
-        name="hello",
+        namespace=body["metadata"]["namespace"],
+        name=body["metadata"]["name"],
         **KOPF_EXTRAS,
     )
-    assert controller.priorities == [priority]
+    assert controller.events == [(kind, event_type, kopf_body)]
 
 
 # --------------------------------------------------------------------------- lifecycle
@@ -266,9 +156,9 @@ def test_kopf_builds_no_essence_of_an_object_since_no_handler_tracks_changes() -
     assert storage.build(body=body) == storage.fetch(body=body) == {}
 
 
-def test_the_index_functions_are_coroutines_so_kopf_runs_them_on_its_loop_not_in_a_thread() -> None:
-    for index in (handlers.labserver_index, handlers.deployment_index, handlers.service_index):
-        assert inspect.iscoroutinefunction(index)
+def test_the_handlers_are_coroutines_so_kopf_runs_them_on_its_loop_not_in_a_thread() -> None:
+    for handler in (handlers.labserver_event, handlers.deployment_event, handlers.service_event):
+        assert inspect.iscoroutinefunction(handler)
 
 
 async def test_startup_builds_the_controller_from_the_memos_settings_and_cleanup_stops_it(
@@ -278,16 +168,17 @@ async def test_startup_builds_the_controller_from_the_memos_settings_and_cleanup
     monkeypatch.setenv("LABOP_WORKERS", "9")  # loses to the memo's settings
     ours = OperatorSettings(workers=1, metrics_port=0, health_port=0, resync_seconds=0)
     memo = kopf.Memo({handlers.SETTINGS_MEMO_KEY: ours})
-    indexes: dict[str, Any] = {"labserver_index": {}, "deployment_index": {}, "service_index": {}}
-
-    await invoke(
-        handlers.start_controller, settings=kopf.OperatorSettings(), memo=memo, **indexes, **KOPF_EXTRAS
-    )
+    await invoke(handlers.start_controller, settings=kopf.OperatorSettings(), memo=memo, **KOPF_EXTRAS)
     controller = memo.controller
     try:
         assert isinstance(controller, Controller)
         assert controller.settings == ours
-        assert controller.pool.running
+        assert not controller.pool.running, "the workers wait for kopf's listings (labop.kopfsync)"
+        for kind in (LABSERVERS, DEPLOYMENTS, SERVICES):
+            list_into(controller.cache, kind)
+        await asyncio.wait_for(controller.cache.sync.synced.wait(), timeout=5)
+        while not controller.pool.running:  # noqa: ASYNC110 - the starter task runs next
+            await asyncio.sleep(0.01)
     finally:
         await invoke(handlers.stop_controller, memo=memo, **KOPF_EXTRAS)
     assert not controller.pool.running
@@ -305,11 +196,7 @@ async def test_startup_reads_the_environment_when_no_settings_are_in_the_memo(
     }.items():
         monkeypatch.setenv(f"LABOP_{name}", value)
     memo = kopf.Memo()
-    indexes: dict[str, Any] = {"labserver_index": {}, "deployment_index": {}, "service_index": {}}
-
-    await invoke(
-        handlers.start_controller, settings=kopf.OperatorSettings(), memo=memo, **indexes, **KOPF_EXTRAS
-    )
+    await invoke(handlers.start_controller, settings=kopf.OperatorSettings(), memo=memo, **KOPF_EXTRAS)
     try:
         assert memo.controller.settings.workers == 3
     finally:

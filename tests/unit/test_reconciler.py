@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 from kubernetes.client import ApiClient
 from kubernetes.client.exceptions import ApiException
+from tests.support.caches import a_synced_cache
 from tests.support.fakes import COUNTS, FakeApi
 from tests.unit.factories import NOW, a_labserver, a_service, a_spec, controlled_by_a_stranger
 
@@ -29,6 +30,7 @@ from labop.ownedfields import fields_of, fields_v1
 from labop.reconciler import CLEANUP_RECHECK_SECONDS, Reconciler
 from labop.recorder import EventRecorder
 from labop.runtime import PermanentError, Result, TransientError
+from labop.runtime.store import Store
 from labop.spec import DEFAULT_IMAGE
 from labop.status import Problem, compute_status
 
@@ -36,20 +38,26 @@ KEY: Key = ("lab", "hello")
 Entries = dict[Key, list[dict[str, Any]]]
 
 
-class Packed:
-    """An index as kopf holds it (packed entries) over dicts of unpacked entries a test may edit."""
+class Packed(Store):
+    """A store as the watch events fill it (packed entries), over dicts of unpacked entries a
+    test may edit."""
 
     def __init__(self, entries: Entries) -> None:
-        self._entries = entries
+        super().__init__("test", lambda obj: b"")
+        self._unpacked = entries
 
-    def __getitem__(self, key: Key) -> list[bytes]:
-        return [json.dumps(entry).encode() for entry in self._entries[key]]
+    def get(self, key: Key) -> bytes | None:
+        entries = self._unpacked.get(key)
+        return json.dumps(entries[0]).encode() if entries else None
 
     def __contains__(self, key: object) -> bool:
-        return key in self._entries
+        return key in self._unpacked
 
     def __iter__(self) -> Iterator[Key]:
-        return iter(self._entries)
+        return iter(self._unpacked)
+
+    def __len__(self) -> int:
+        return len(self._unpacked)
 
 
 class World:
@@ -647,7 +655,7 @@ async def test_a_422_through_kubeapi_makes_the_reconciler_report_invalid_spec(
 
     monkeypatch.setattr(kube_api._client, "call_api", call_api)
     ls = a_labserver()
-    cache = Cache({KEY: [labserver_entry(ls)]}, {}, {})
+    cache = a_synced_cache(labservers=[ls])
     reconciler = Reconciler(
         cache, kube_api, EventRecorder(kube_api), default_image=DEFAULT_IMAGE, now=lambda: NOW
     )

@@ -8,11 +8,12 @@ operator) can use it, and the LabServer code depends on it, never the other way 
   controller-runtime's two priorities (new work first);
 - `workers`: the worker pool and its error policy; `metrics`: controller-runtime's series;
 - `controller`: `ControllerBuilder(...).for_(...).owns(...).complete(reconcile)`;
-- `leaderelection`: client-go's Lease election on asyncio, and the time fence for writes.
+- `leaderelection`: client-go's Lease election on asyncio, and the time fence for writes;
+- `store`: the informer's side: a compact store per kind, and `ListingSync` (WaitForCacheSync).
 
-kopf stays the event source: its handlers turn watch events into keys (`Controller.enqueue`)
-or hand owned objects over (`Controller.enqueue_owner`), at the priority `event_priority`
-gives the event; its indexes are the read cache.
+kopf stays the event source: its handlers put each watch event into its kind's `Store`, then
+turn it into a key (`Controller.enqueue`) or hand the owned object over
+(`Controller.enqueue_owner`), at the priority `event_priority` gives the event.
 """
 
 from labop.runtime.controller import Controller, ControllerBuilder, GroupKind, Options, event_priority, key_of

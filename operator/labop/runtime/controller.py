@@ -1,7 +1,8 @@
 """A controller: one bounded work queue, one worker pool, a periodic resync, and the wiring.
 
-controller-runtime's `Controller` and its builder, for an operator whose informers are kopf's
-watches. The event source (kopf handlers, a test, anything) hands keys to `enqueue` or objects
+controller-runtime's `Controller` and its builder, for an operator whose watches are kopf's
+(and whose caches are `store`'s: start the controller once they are synced).
+The event source (kopf handlers, a test, anything) hands keys to `enqueue` or objects
 to `enqueue_owner`, each with a priority (`event_priority` maps a watch event to one); the
 `WorkQueue` dedupes them, new work first, and the `WorkerPool` runs the reconcile function on
 them; `stop` drains in-flight reconciles within the grace period.
@@ -167,9 +168,6 @@ class Controller:
             metrics=self.metrics,
             logger=options.logger,
         )
-        # kopf runs handlers only after every indexed kind was listed once: the first key from a
-        # handler proves the cache is complete, so the resync (which walks the cache) waits for it.
-        self.primed = asyncio.Event()
         self._resync_task: asyncio.Task[None] | None = None
 
     # --- producers (the event source) -----------------------------------------------------
@@ -177,7 +175,6 @@ class Controller:
     async def enqueue(self, key: Key, priority: Priority = NORMAL) -> None:
         """Backpressure on purpose: a new normal key parks the caller while the queue is full
         (see workqueue's docstring); a low one never waits."""
-        self.primed.set()
         await self.queue.add(key, priority)
 
     async def enqueue_owner(self, child: Mapping[str, Any], priority: Priority = NORMAL) -> None:
@@ -186,7 +183,6 @@ class Controller:
         With `namesakes`, a child that no primary controls still maps to the primary of the
         same name when one exists (so that deleting a conflicting stranger lets it recover).
         """
-        self.primed.set()
         key = controller_owner_key(child, self.primary)
         if key is None and self._namesakes:
             candidate = key_of(child)
@@ -214,6 +210,8 @@ class Controller:
     # --- lifecycle --------------------------------------------------------------------------
 
     async def start(self) -> None:
+        """Start the workers and the resync: once the caller's caches are synced (the resync
+        walks them, and a reconcile trusts what they lack)."""
         await self.pool.start()
         if self.options.resync_seconds > 0:
             self._resync_task = asyncio.create_task(self._resync_forever(), name=f"{self.name}-resync")
@@ -228,7 +226,6 @@ class Controller:
         await self.pool.stop(timeout=self.options.shutdown_timeout if timeout is None else timeout)
 
     async def _resync_forever(self) -> None:
-        await self.primed.wait()
         clock = self.queue.clock
         while True:
             await clock.sleep(self.options.resync_seconds)
