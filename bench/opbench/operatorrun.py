@@ -34,7 +34,9 @@ class BenchOperator(OperatorProcess):
         self.src = src
         self.started_at = 0.0
 
-    def start(self) -> None:
+    def start(self, ready_timeout: float = 120) -> None:
+        """Start it and wait for /readyz (a restarted operator is ready once its caches are synced:
+        at thousands of LabServers that is a relist, hence ``ready_timeout``)."""
         inherited = {k: v for k, v in os.environ.items() if not k.startswith("KUBERNETES_SERVICE_")}
         path = [str(self.src / "shared"), str(self.src / "operator")]
         if inherited.get("PYTHONPATH"):
@@ -51,7 +53,7 @@ class BenchOperator(OperatorProcess):
         }
         argv = [sys.executable, "-m", "kopf", "run", str(self.src / "operator" / "main.py"), "-A"]
         self.proc = processes.spawn("operator", argv, self.log, detach=False, env=env)
-        processes.wait_for("the operator's /readyz", self.ready, timeout=120, watch=[self.proc])
+        processes.wait_for("the operator's /readyz", self.ready, timeout=ready_timeout, watch=[self.proc])
 
     @property
     def pid(self) -> int:

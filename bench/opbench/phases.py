@@ -138,6 +138,17 @@ def settle_baseline(operator: BenchOperator) -> int:
     return proc_status_kib(operator.pid, "VmRSS")
 
 
+# The operator's idle collection (labop.memory: a full collection and malloc_trim) runs within
+# about 12 s of the queue going idle (checked every 2 s, at most every 10 s).
+SETTLE_SECONDS = 20.0
+
+
+def settled_rss(operator: BenchOperator) -> int:
+    """RSS (KiB) SETTLE_SECONDS after idle: what an idle operator keeps, not its last burst."""
+    time.sleep(SETTLE_SECONDS)  # a measurement's definition, not a synchronisation
+    return int(proc_status_kib(operator.pid, "VmRSS"))
+
+
 # --------------------------------------------------------------------------- scale rounds
 
 
@@ -298,7 +309,7 @@ def restart(opts: Options, n: int) -> dict[str, Any]:
                 changes_before = tracker.status_changes[NEW_NAME]
                 second = opts.operator(cluster, f"{name}-second")
                 spawned = time.monotonic()
-                second.start()  # returns once /readyz answers 200
+                second.start(ready_timeout(n))  # returns once /readyz answers 200: caches synced
                 created = time.monotonic()
                 entry["readyz_seconds"] = round(created - spawned, 2)
                 CustomObjectsApi(api).create_namespaced_custom_object(
@@ -337,12 +348,14 @@ def restart(opts: Options, n: int) -> dict[str, Any]:
             entry["restart_writes_new_labserver"] = own
             entry["restart_writes_excluding_new"] = {k: v - own.get(k, 0) for k, v in writes.items()}
             entry["rss_idle_kib"] = proc_status_kib(second.pid, "VmRSS")
+            entry["rss_settled_kib"] = settled_rss(second)
             entry["rss_peak_kib"] = proc_status_kib(second.pid, "VmHWM")
         finally:
             first.stop()
             if second is not None:
                 second.stop()
     entry["per_labserver_kib"] = round((entry["rss_idle_kib"] - entry["rss_baseline_kib"]) / n, 2)
+    entry["per_labserver_settled_kib"] = round((entry["rss_settled_kib"] - entry["rss_baseline_kib"]) / n, 2)
     entry["phase_seconds"] = round(time.monotonic() - began, 1)
     log(f"{name}: done in {entry['phase_seconds']:.0f} s")
     return entry
@@ -367,11 +380,16 @@ def memory(opts: Options, n: int, resync_seconds: float) -> dict[str, Any]:
             with Tracker(api) as tracker:
                 bring_up(opts, cluster, api, operator, tracker, n, entry)
             entry["rss_idle_kib"] = proc_status_kib(operator.pid, "VmRSS")
+            entry["rss_settled_kib"] = settled_rss(operator)
             entry["rss_peak_kib"] = proc_status_kib(operator.pid, "VmHWM")
             entry["per_labserver_kib"] = round((entry["rss_idle_kib"] - entry["rss_baseline_kib"]) / n, 2)
+            settled = (entry["rss_settled_kib"] - entry["rss_baseline_kib"]) / n
+            entry["per_labserver_settled_kib"] = round(settled, 2)
             log(
                 f"  RSS idle {entry['rss_idle_kib'] / 1024:.0f} MiB,"
-                f" {entry['per_labserver_kib']:.1f} KiB per LabServer"
+                f" {entry['per_labserver_kib']:.1f} KiB per LabServer;"
+                f" {SETTLE_SECONDS:.0f} s later {entry['rss_settled_kib'] / 1024:.0f} MiB,"
+                f" {entry['per_labserver_settled_kib']:.1f} KiB per LabServer"
             )
             operator.terminate()
             resyncing = opts.operator(cluster, f"{name}-resync", resync_seconds=str(resync_seconds))

@@ -202,6 +202,7 @@ def restart_table(phases: list[dict[str, Any]]) -> str:
                 mib(p["rss_baseline_kib"]),
                 mib(p["rss_idle_kib"]),
                 f"{p['per_labserver_kib']:.1f} KiB",
+                *settled_cells(p),
                 f"{p['phase_seconds']:.0f} s",
             ]
         )
@@ -223,11 +224,22 @@ def restart_table(phases: list[dict[str, Any]]) -> str:
                 "RSS idle empty",
                 "RSS idle after restart",
                 "RSS / LabServer",
+                *SETTLED_HEADERS,
                 "phase took",
             ],
             rows,
         )
     )
+
+
+SETTLED_HEADERS = ("RSS 20 s after idle", "settled / LabServer")
+
+
+def settled_cells(p: dict[str, Any]) -> list[str]:
+    """RSS once the idle collection ran (results before it was measured: n/a)."""
+    if "rss_settled_kib" not in p:
+        return ["n/a", "n/a"]
+    return [mib(p["rss_settled_kib"]), f"{p['per_labserver_settled_kib']:.1f} KiB"]
 
 
 def memory_table(phases: list[dict[str, Any]]) -> str:
@@ -246,6 +258,7 @@ def memory_table(phases: list[dict[str, Any]]) -> str:
                 mib(p["rss_idle_kib"]),
                 mib(p["rss_peak_kib"]),
                 f"{p['per_labserver_kib']:.1f} KiB",
+                *settled_cells(p),
                 f"{p['resync_seconds']:.0f} s",
                 keys,
                 passes,
@@ -264,6 +277,7 @@ def memory_table(phases: list[dict[str, Any]]) -> str:
             "RSS idle (VmRSS)",
             "peak (VmHWM)",
             "RSS / LabServer",
+            *SETTLED_HEADERS,
             "resync period",
             "resync keys",
             "resync passes",

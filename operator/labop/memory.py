@@ -17,19 +17,28 @@ Role: two small things the operator does about Python's garbage collector, and t
 * ``IdleCollector``: one full collection when the work queue goes idle after the process
   allocated (a burst of events and reconciles), at most once per ``min_interval``. Idle is when
   the garbage of a burst is complete and a pause on the event loop (tens of ms) delays nobody.
+* ``collect_and_trim``, what the idle collection runs: the full collection, then glibc's
+  ``malloc_trim(0)``. Freed memory goes back to the allocator, not to the system: a relist
+  (thousands of parsed JSON bodies of a few KB, which live in glibc's heap, not in Python's
+  small-object arenas) leaves the heap at its high-water mark, and RSS with it. ``malloc_trim``
+  returns the free pages of every arena to the system (it is where most of a restart's RSS went:
+  BENCHMARKS.md). Elsewhere than glibc (musl, macOS) it is skipped.
 """
 
 from __future__ import annotations
 
 import asyncio
+import ctypes
+import ctypes.util
 import gc
 import logging
 import time
 from collections.abc import Callable
+from functools import cache
 
 from labkit.logs import log_event
 
-__all__ = ["IdleCollector", "freeze_imports"]
+__all__ = ["IdleCollector", "collect_and_trim", "freeze_imports"]
 
 log = logging.getLogger("labop.memory")
 # Automatic collections since our last full one that count as "the process allocated": each one
@@ -41,6 +50,27 @@ def freeze_imports() -> None:
     """Collect once, then keep everything alive now out of later collections (see module doc)."""
     gc.collect()
     gc.freeze()
+
+
+@cache
+def _malloc_trim() -> Callable[[int], int] | None:
+    """glibc's ``malloc_trim``, or None where the C library has none."""
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        trim: Callable[[int], int] = libc.malloc_trim
+    except (OSError, AttributeError):
+        return None
+    return trim
+
+
+def collect_and_trim() -> int:
+    """A full collection, then the allocator's free pages back to the system; returns how many
+    objects the collection freed."""
+    freed = gc.collect()
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
+    return freed
 
 
 def _young_collections() -> int:
@@ -58,7 +88,7 @@ class IdleCollector:
         *,
         check_every: float = 2.0,
         min_interval: float = 10.0,
-        collect: Callable[[], int] = gc.collect,
+        collect: Callable[[], int] = collect_and_trim,
         young_collections: Callable[[], int] = _young_collections,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import pytest
+
+from labop import memory
 from labop.memory import ACTIVITY_COLLECTIONS, IdleCollector
 
 
@@ -65,3 +68,28 @@ def test_collections_are_at_least_min_interval_apart() -> None:
     assert not collector.tick()
     world.now += 20
     assert collector.tick()
+
+
+def test_the_idle_collection_collects_then_gives_the_allocators_free_pages_back(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    trims: list[int] = []
+
+    def trim(pad: int) -> int:
+        trims.append(pad)
+        return 1
+
+    monkeypatch.setattr(memory, "_malloc_trim", lambda: trim)
+    assert memory.collect_and_trim() >= 0
+    assert trims == [0]
+
+
+def test_without_glibcs_malloc_trim_the_idle_collection_only_collects(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(memory, "_malloc_trim", lambda: None)
+    assert memory.collect_and_trim() >= 0
+
+
+def test_the_idle_collector_trims_by_default() -> None:
+    assert memory.IdleCollector(lambda: False)._collect is memory.collect_and_trim
