@@ -4,9 +4,10 @@ Role: server-side apply of children and of the status subresource, Events. Every
 runs on a small thread pool of its own (never on the event loop). Every failure, an error answer
 or no answer at all, comes out as an ``ApiError`` (``apierrors`` says what each kind means).
 ``KubeApiLike`` is the protocol its users depend on, so unit tests can pass a fake.
-Reads do not come here: they come from kopf's indexes (``cache``). With leader election, every
-write first passes the elector's ``fence`` (see ``labop.runtime.leaderelection``), and
-``KubeLeaseClient`` is the election's Lease client (get/create/update, each in a thread).
+Reads do not come here: they come from the stores the watch events fill (``cache``). With
+leader election, every write first passes the elector's ``fence`` (see
+``labop.runtime.leaderelection``), and ``KubeLeaseClient`` is the election's Lease client
+(get/create/update, each in a thread).
 """
 
 from __future__ import annotations

@@ -26,7 +26,7 @@ Built the way controller-runtime reads::
         .for_("", "ConfigMap")
         .owns("apps", "Deployment")
         .with_options(workers=2, queue_size=100)
-        .complete(reconcile, primary_keys=cache.keys)  # cache: the caller's, e.g. a kopf index
+        .complete(reconcile, primary_keys=cache.keys)  # cache: the caller's, e.g. a store
     )
 
 `for_` names the primary kind: its keys are what the reconcile function gets, and a child's
