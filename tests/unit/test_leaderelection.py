@@ -135,6 +135,34 @@ async def test_a_released_lease_is_taken_at_the_next_attempt(clock: FakeClock, l
         assert b.events == ["started"]
 
 
+async def test_a_release_after_a_renewal_that_landed_late_still_releases(
+    clock: FakeClock, leases: FakeLeases
+) -> None:
+    a = Replica("a", leases, clock)
+    async with running(a):
+        pass
+    assert leases.record is not None
+    # A renewal cancelled by the stop reached the apiserver anyway: the version moved on.
+    leases.record = replace(leases.record, renew_time="later")
+    leases.version += 1
+    leases.record = replace(leases.record, resource_version=str(leases.version))
+    assert await a.elector.release()
+    assert leases.record.holder == "" and leases.record.lease_duration == 1
+
+
+async def test_a_release_never_gives_up_a_lease_someone_else_took_meanwhile(
+    clock: FakeClock, leases: FakeLeases
+) -> None:
+    a = Replica("a", leases, clock)
+    async with running(a):
+        pass
+    assert leases.record is not None
+    leases.version += 1
+    leases.record = replace(leases.record, holder="b", resource_version=str(leases.version))
+    assert not await a.elector.release()
+    assert leases.record.holder == "b"
+
+
 async def test_the_leader_stops_when_renewal_fails_until_the_renew_deadline(
     clock: FakeClock, leases: FakeLeases
 ) -> None:

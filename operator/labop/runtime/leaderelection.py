@@ -257,19 +257,29 @@ class LeaderElector:
         if self._observed is None or self._observed.holder != self.config.identity:
             return False
         self.leading = False
-        released = replace(
-            self._observed,
-            holder="",
-            lease_duration=1,
-            renew_time=micro_time(),
-        )
         try:
-            await self._client.update(released)
+            return await self._release(self._observed)
         except Exception as err:  # a failed release only delays the hand-over
             log_event(log, "lease release failed", logging.WARNING, lease=self.config.name, error=str(err))
             return False
+
+    async def _release(self, held: LeaseRecord) -> bool:
+        try:
+            await self._client.update(self._released(held))
+        except LeaseConflict:
+            # A race, not a rival: a renewal cancelled by the stop may still have reached the
+            # apiserver (its request was on the wire), moving the resourceVersion on. Read again
+            # and release once more if the lease is still ours; never someone else's.
+            current = await self._client.get()
+            if current is None or current.holder != self.config.identity:
+                return False
+            await self._client.update(self._released(current))
         log_event(log, "lease released", lease=self.config.name, identity=self.config.identity)
         return True
+
+    @staticmethod
+    def _released(held: LeaseRecord) -> LeaseRecord:
+        return replace(held, holder="", lease_duration=1, renew_time=micro_time())
 
 
 def record_of(lease: dict[str, Any]) -> LeaseRecord:
