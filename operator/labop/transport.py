@@ -134,7 +134,7 @@ class ApiTransport:
         self._session: aiohttp.ClientSession | None = None
         self._session_loop: asyncio.AbstractEventLoop | None = None
         self._opening = asyncio.Lock()
-        self._closing: asyncio.Future[Any] | None = None
+        self._closing: asyncio.Task[None] | None = None
         proxy = (
             config.proxy
             if config.proxy and not should_bypass_proxies(self._host, config.no_proxy or "")
@@ -225,20 +225,29 @@ class ApiTransport:
         self.close()  # a session of another loop
         closing, self._closing = self._closing, None
         if closing is not None and closing.get_loop() is asyncio.get_running_loop():
-            await asyncio.gather(closing, return_exceptions=True)
+            await closing
 
     def close(self) -> None:
-        """Close the connections now, from sync code (``KubeApiLike.close``: the controller calls
-        it on the loop once its workers are drained and the Events flushed).
+        """Close the session from sync code (``KubeApiLike.close``: the controller calls it on the
+        loop once its workers are drained and the Events flushed, so no request is in flight).
 
-        The connector closes its transports at once; what it returns only waits for the TLS
-        shutdowns to finish, kept as ``_closing`` (``aclose`` awaits it) rather than awaited.
+        On the session's own loop the close is a task (``_closing``; ``aclose`` awaits it): its
+        first step closes every connection, at the loop's next turn. Outside any loop, the
+        session's loop runs the close to its end; a closed loop took the connections with it.
         """
         session, self._session = self._session, None
         loop = self._session_loop
         if session is None or session.closed or loop is None:
             return
-        if loop.is_closed() or session.connector is None:
-            session.detach()  # its connections died with its loop
-            return
-        self._closing = asyncio.ensure_future(session.connector.close(), loop=loop)
+        try:
+            running: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if loop.is_closed():
+            session.detach()
+        elif running is loop:
+            self._closing = loop.create_task(session.close(), name="kubeapi-close")
+        elif running is None and not loop.is_running():
+            loop.run_until_complete(session.close())
+        else:  # the session's loop runs in another thread: close it there
+            asyncio.run_coroutine_threadsafe(session.close(), loop)
