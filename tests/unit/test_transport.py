@@ -299,3 +299,46 @@ async def test_close_from_sync_code_on_the_loop_closes_the_session(
 
     assert session.closed
     assert kube_api._transport._session is None
+
+
+async def test_a_write_dropped_on_a_reused_connection_is_not_resent() -> None:
+    """aiohttp resends an idempotent request whose kept-alive connection turns out closed; our
+    writes (PATCH, POST) must not be: each send passes the fence, a silent resend would not."""
+    heads: list[bytes] = []
+
+    async def answer_once_then_hang_up(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                heads.append(head)
+                length = next(
+                    int(line.split(b":")[1])
+                    for line in head.lower().split(b"\r\n")
+                    if line.startswith(b"content-length:")
+                )
+                await reader.readexactly(length)
+                if len(heads) > 1:
+                    return  # received, never answered: the connection drops
+                writer.write(
+                    b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}"
+                )
+                await writer.drain()
+        except asyncio.IncompleteReadError:
+            return
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(answer_once_then_hang_up, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    api = ApiTransport(a_config(f"http://127.0.0.1:{port}"), connections=1)
+    try:
+        first = await api.send("PATCH", "/x", [], APPLY, b"{}", deadline=lambda: 5.0)
+        with pytest.raises(ApiError) as raised:
+            await api.send("PATCH", "/x", [], APPLY, b"{}", deadline=lambda: 5.0)
+    finally:
+        await api.aclose()
+        server.close()
+        await server.wait_closed()
+    assert first.status == 200
+    assert raised.value.status == 0
+    assert len(heads) == 2
