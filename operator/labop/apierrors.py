@@ -1,7 +1,8 @@
 """What an answer of the Kubernetes API means for a reconcile: the one table of error kinds.
 
-Role: the client's exceptions become ``ApiError`` (with the apiserver's own message and the
-Status object's cause types), and ``classify`` says what the reconciler does about each:
+Role: error answers (from ``transport``, or the client's exceptions) become ``ApiError`` (with
+the apiserver's own message and the Status object's cause types), and ``classify`` says what
+the reconciler does about each:
 
 =======================================  ===========  =========================================
 answer                                   verdict      what happens
@@ -91,8 +92,14 @@ def _status_object(body: Any) -> dict[str, Any]:
 
 def translate(err: ApiException) -> ApiError:
     """The client's exception as an ``ApiError`` of the right kind, with the apiserver's words."""
-    status_object = _status_object(err.body)
-    message = str(status_object.get("message") or err.reason)
+    return translate_answer(int(err.status or 0), err.body, str(err.reason))
+
+
+def translate_answer(status: int, body: bytes | str | None, reason: str) -> ApiError:
+    """An error answer (its status, body and HTTP reason phrase) as an ``ApiError`` of the right
+    kind, with the apiserver's words: its Status object's message, else the reason phrase."""
+    status_object = _status_object(body)
+    message = str(status_object.get("message") or reason)
     details = status_object.get("details")
     causes = details.get("causes") if isinstance(details, dict) else None
     # A StatusCause's type travels as "reason" on the wire (its Go field is Type, json:"reason").
@@ -100,7 +107,6 @@ def translate(err: ApiException) -> ApiError:
         str(cause.get("reason")) for cause in causes or [] if isinstance(cause, dict) and cause.get("reason")
     )
     kinds: dict[int, type[ApiError]] = {404: NotFound, 409: Conflict, 410: Gone}
-    status = int(err.status or 0)
     return kinds.get(status, ApiError)(status, message, cause_types)
 
 

@@ -1,34 +1,33 @@
-"""The operator's writes to the Kubernetes API: an async facade over the sync official client.
+"""The operator's writes to the Kubernetes API, sent on the event loop.
 
-Role: server-side apply of children and of the status subresource, Events. Every blocking call
-runs on a small thread pool of its own (never on the event loop). Every failure, an error answer
+Role: server-side apply of children and of the status subresource, Events, the rare JSON patch:
+each is one request through ``transport.ApiTransport`` (aiohttp on the loop, the official
+client's credentials; no thread pool: see that module for why). Every failure, an error answer
 or no answer at all, comes out as an ``ApiError`` (``apierrors`` says what each kind means).
 ``KubeApiLike`` is the protocol its users depend on, so unit tests can pass a fake.
 Reads do not come here: they come from the stores the watch events fill (``cache``). With
 leader election, every write first passes the elector's ``fence`` (see
 ``labop.runtime.leaderelection``), and ``KubeLeaseClient`` is the election's Lease client
-(get/create/update, each in a thread).
+(get/create/update through the official client, each in a thread: a few requests a minute).
 """
 
 from __future__ import annotations
 
 import asyncio
-import functools
 import json
 import re
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol
 
 import kubernetes
-from kubernetes.client import ApiClient, AppsV1Api, CoordinationV1Api, CoreV1Api
+from kubernetes.client import ApiClient, CoordinationV1Api
 from kubernetes.client.exceptions import ApiException
-from urllib3.exceptions import HTTPError as TransportError
 
-from labop.apierrors import ApiError, Conflict, Gone, NotFound, translate, unreachable
+from labop.apierrors import ApiError, Conflict, Gone, NotFound, translate_answer
 from labop.naming import GROUP, PLURAL, VERSION
 from labop.runtime.leaderelection import LeaseConflict, LeaseLost, LeaseRecord, lease_body, record_of
+from labop.transport import ApiTransport
 
 __all__ = [
     "ApiError",
@@ -42,7 +41,6 @@ __all__ = [
     "apply_body",
 ]
 
-T = TypeVar("T")
 APPLY = "application/apply-patch+yaml"
 JSON_PATCH = "application/json-patch+json"
 CHILD_PATHS = {
@@ -98,8 +96,9 @@ def apply_body(obj: dict[str, Any]) -> bytes:
 def load_client(*, retries: int | None = None) -> ApiClient:
     """In-cluster credentials when running in a pod, else the kubeconfig (KUBECONFIG or ~/.kube).
 
-    ``retries=0``: urllib3 does not resend a request on its own. With leader election a write
-    must pass the fence each time it is sent; urllib3's silent retry would send it again later,
+    ``retries=0``: urllib3 does not resend a request on its own (the Lease client's requests;
+    the writes go through ``transport``, which never resends). With leader election a request
+    must pass the fence each time it is sent; a silent retry would send it again later,
     unchecked (a failed write is retried by the worker pool instead, through the fence).
     """
     try:
@@ -114,6 +113,13 @@ def load_client(*, retries: int | None = None) -> ApiClient:
 
 
 class KubeApi:
+    """The writes of ``KubeApiLike`` over one ``ApiTransport`` with ``client``'s credentials.
+
+    ``threads``: at most this many requests at once (connections; the name is that of the
+    thread pool it used to size). ``client`` itself sends nothing here: ``load_client`` built
+    its configuration, and ``close`` closes it (the Lease client shares it).
+    """
+
     def __init__(
         self,
         client: ApiClient,
@@ -124,12 +130,12 @@ class KubeApi:
         fence: Callable[[], float] | None = None,
     ) -> None:
         self._client = client
-        self._apps = AppsV1Api(client)
-        self._core = CoreV1Api(client)
+        self._transport = ApiTransport(
+            client.configuration, connections=threads, user_agent=client.user_agent
+        )
         self._manager = field_manager
         self.status_manager = field_manager + STATUS_MANAGER_SUFFIX
         self._timeout = timeout
-        self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="kubeapi")
         self._fence = fence
 
     def _fenced_timeout(self) -> float:
@@ -142,39 +148,24 @@ class KubeApi:
         except LeaseLost as err:
             raise ApiError(0, f"not sent: {err}") from err
 
-    async def _call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        """Every call here is a write (reads come from the cache): each passes the fence first."""
-        loop = asyncio.get_running_loop()
-        call = functools.partial(fn, *args, _request_timeout=self._fenced_timeout(), **kwargs)
-        try:
-            return await loop.run_in_executor(self._pool, call)
-        except ApiException as err:
-            raise translate(err) from err
-        except (TransportError, OSError) as err:  # no answer: refused, reset, timed out
-            raise unreachable(err) from err
-
-    async def _patch_child(self, obj: dict[str, Any], body: Any, content_type: str, **options: Any) -> Any:
-        """PATCH the Deployment or Service ``obj`` names; returns (data, status code, headers)."""
-        kind, meta = obj["kind"], obj["metadata"]
-        method = {
-            "Deployment": self._apps.patch_namespaced_deployment_with_http_info,
-            "Service": self._core.patch_namespaced_service_with_http_info,
-        }[kind]
-        return await self._call(
-            method,
-            meta["name"],
-            meta["namespace"],
-            body,
-            field_manager=self._manager,
-            _content_type=content_type,
-            **options,
+    async def _write(
+        self, method: str, path: str, query: list[tuple[str, str]], content_type: str, body: bytes
+    ) -> tuple[int, bytes]:
+        """Every call here is a write (reads come from the cache): each send passes the fence
+        first (the transport asks ``_fenced_timeout`` right before it sends, a retry included).
+        Returns the 2xx status and the body; any other answer raises its ``ApiError``."""
+        answer = await self._transport.send(
+            method, path, query, content_type, body, deadline=self._fenced_timeout
         )
+        if not answer.ok:
+            raise translate_answer(answer.status, answer.body, answer.reason)
+        return answer.status, answer.body
 
     async def apply(self, obj: dict[str, Any]) -> Applied:
         """Server-side apply: we own exactly the fields we send; force takes them back from hand edits."""
-        live, status_code = await self._call(self._apply_now, obj, CHILD_PATHS[obj["kind"]], self._manager)
+        status_code, data = await self._apply_now(obj, CHILD_PATHS[obj["kind"]], self._manager)
         # 201: this apply created the object (the apiserver's word, not a possibly stale cache's).
-        return Applied(obj=live, created=status_code == 201)
+        return Applied(obj=json.loads(data), created=status_code == 201)
 
     async def apply_status(self, labserver: dict[str, Any], status: dict[str, Any]) -> None:
         """Server-side apply of the LabServer's /status, on the condition that it is still at
@@ -182,6 +173,7 @@ class KubeApi:
 
         We own exactly the status fields we send: one left out (``endpoints`` once the Service
         is gone) is removed; conditions are a map keyed by type, so others' conditions stay.
+        The answer is not parsed: nobody reads it.
         """
         meta = labserver["metadata"]
         body = {
@@ -195,73 +187,35 @@ class KubeApi:
             },
             "status": status,
         }
-        await self._call(self._apply_now, body, STATUS_PATH, self.status_manager, parse=False)
+        await self._apply_now(body, STATUS_PATH, self.status_manager)
 
-    def _apply_now(
-        self, obj: dict[str, Any], path: str, manager: str, _request_timeout: float, *, parse: bool = True
-    ) -> tuple[dict[str, Any], int]:
-        """The apply request itself (in a pool thread), below the generated method.
-
-        The generated ``patch_namespaced_*`` methods accept only a dict body, which the client
-        encodes with ASCII escapes (see ``apply_body`` for why that breaks apply), and build a
-        model object from the answer that we would only turn back into a dict. ``parse=False``:
-        the answer is not even read into a dict (a status apply's: nobody reads it).
-        """
+    async def _apply_now(self, obj: dict[str, Any], path: str, manager: str) -> tuple[int, bytes]:
+        """The apply request: the body is ``apply_body``'s literal UTF-8 (see there for why)."""
         meta = obj["metadata"]
-        return self._send(
-            "PATCH",
-            path,
-            {"namespace": meta["namespace"], "name": meta["name"]},
-            [("fieldManager", manager), ("force", "true")],
-            APPLY,
-            apply_body(obj),
-            _request_timeout=_request_timeout,
-            parse=parse,
-        )
-
-    def _send(
-        self,
-        method: str,
-        path: str,
-        path_params: dict[str, str],
-        query: list[tuple[str, str]],
-        content_type: str,
-        body: bytes | dict[str, Any],
-        *,
-        _request_timeout: float,
-        parse: bool,
-    ) -> tuple[dict[str, Any], int]:
-        """One request (in a pool thread) with the client's connection pool and credentials but
-        not its generated methods: those validate every argument (pydantic), serialize model
-        objects and build a model from the answer; at 1,000 LabServers that was most of the cost
-        of posting the Events (bench/profiles/README.md)."""
-        request = self._client.param_serialize(
-            method=method,
-            resource_path=path,
-            path_params=path_params,
-            query_params=query,
-            header_params={"Content-Type": content_type, "Accept": "application/json"},
-            body=body,
-            auth_settings=["BearerToken"],
-        )
-        response = self._client.call_api(*request, _request_timeout=_request_timeout)
-        data: bytes = response.read()  # type: ignore[no-untyped-call]  # unannotated in the client
-        if not 200 <= response.status <= 299:
-            raise ApiException.from_response(http_resp=response, body=None, data=None)
-        live: dict[str, Any] = json.loads(data) if parse else {}
-        return live, int(response.status)
+        where = path.format(namespace=meta["namespace"], name=meta["name"])
+        query = [("fieldManager", manager), ("force", "true")]
+        return await self._write("PATCH", where, query, APPLY, apply_body(obj))
 
     async def json_patch(self, obj: dict[str, Any], operations: list[dict[str, Any]]) -> None:
         """A JSON patch (RFC 6902) of the child ``obj`` names, under our field manager."""
-        await self._patch_child(obj, operations, JSON_PATCH)
+        meta = obj["metadata"]
+        where = CHILD_PATHS[obj["kind"]].format(namespace=meta["namespace"], name=meta["name"])
+        body = json.dumps(operations).encode()
+        await self._write("PATCH", where, [("fieldManager", self._manager)], JSON_PATCH, body)
 
     async def create_event(self, namespace: str, event: dict[str, Any]) -> None:
         """POST the Event; the answer (the Event as stored) is not read into anything."""
-        where = {"namespace": namespace}  # a dict body: the client encodes JSON (ASCII escapes, fine here)
-        await self._call(self._send, "POST", EVENTS_PATH, where, [], "application/json", event, parse=False)
+        body = json.dumps(event, separators=(",", ":")).encode()  # ASCII escapes: fine for JSON
+        await self._write("POST", EVENTS_PATH.format(namespace=namespace), [], "application/json", body)
+
+    async def aclose(self) -> None:
+        """``close``, waiting until the connections are closed too."""
+        await self._transport.aclose()
+        self._client.close()  # type: ignore[no-untyped-call]  # unannotated in the client
 
     def close(self) -> None:
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        """Close the connections now (on the loop, after the workers and the Event sender)."""
+        self._transport.close()
         self._client.close()  # type: ignore[no-untyped-call]  # unannotated in the client
 
 

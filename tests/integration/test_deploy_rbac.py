@@ -5,15 +5,30 @@ not grant (by RBAC, as that user: not turned away as anonymous or with a bad tok
 
 from __future__ import annotations
 
+import asyncio
+from datetime import datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
-from kubernetes.client import ApiClient, AppsV1Api, CoordinationV1Api, CoreV1Api, CustomObjectsApi
+from kubernetes.client import (
+    ApiClient,
+    AppsV1Api,
+    Configuration,
+    CoordinationV1Api,
+    CoreV1Api,
+    CustomObjectsApi,
+)
+from kubernetes.config.incluster_config import InClusterConfigLoader
+from localcluster import kubeconfig
 from tests.support.cluster import Cluster
 from tests.support.deploy import GROUP, PLURAL, SA_USER, SYSTEM_NS, VERSION, Identity, a_labserver, refusals
 from tests.support.operator import OperatorProcess
 from tests.support.waiting import eventually
+
+from labop.apierrors import ApiError
+from labop.kubeapi import KubeApi
 
 
 def is_ready(objects: Any, namespace: str, name: str) -> bool:
@@ -177,3 +192,42 @@ def test_the_operators_identity_may_create_get_and_update_its_one_lease(
     status, answer = http.request("PUT", f"{LEASES}/any-name", other)
     assert status == 403, answer
     CoordinationV1Api(api).delete_collection_namespaced_lease(SYSTEM_NS)
+
+
+def test_the_operators_writes_with_in_cluster_credentials_follow_a_rotated_token_file(
+    control_plane: Cluster, api: ApiClient, namespace: str, operator_identity: Identity, tmp_path: Path
+) -> None:
+    """As in a pod: the token file and CA the kubelet mounts, read by the client's in-cluster
+    loader. A token the apiserver refuses (401) is read again and the write sent once more; once
+    the file holds the ServiceAccount's token again, the write goes through as that account."""
+    admin = kubeconfig.Credentials.load(control_plane.kubeconfig)
+    server = urlsplit(admin.server)
+    (tmp_path / "ca.crt").write_bytes(admin.ca_pem)
+    token_file = tmp_path / "token"
+    token_file.write_text("not-a-token")
+    environ = {"KUBERNETES_SERVICE_HOST": str(server.hostname), "KUBERNETES_SERVICE_PORT": str(server.port)}
+    loader = InClusterConfigLoader(str(token_file), str(tmp_path / "ca.crt"), environ=environ)  # type: ignore[no-untyped-call]  # unannotated in the client
+    config = Configuration()
+    loader.load_and_set(config)  # type: ignore[no-untyped-call]  # unannotated in the client
+    kube = KubeApi(ApiClient(config), field_manager="k8s-lab", threads=1, timeout=30)
+    event = {
+        "apiVersion": "v1",
+        "kind": "Event",
+        "metadata": {"name": "in-cluster.1", "namespace": namespace},
+        "involvedObject": {"kind": "LabServer", "name": "x", "namespace": namespace},
+        "reason": "Test",
+        "message": "sent with the mounted token",
+        "type": "Normal",
+    }
+    with asyncio.Runner() as runner:
+        try:
+            with pytest.raises(ApiError) as refused:  # the file's token is refused, read again: still refused
+                runner.run(kube.create_event(namespace, event))
+            assert refused.value.status == 401
+            token_file.write_text(operator_identity.token)  # the kubelet rotated it
+            loader.token_expires_at = datetime.now()  # and the loader's minute is up
+            runner.run(kube.create_event(namespace, event))  # 401 with the cached header, then read again
+        finally:
+            runner.run(kube.aclose())
+    stored = CoreV1Api(api).read_namespaced_event("in-cluster.1", namespace)
+    assert stored.message == "sent with the mounted token"

@@ -46,10 +46,17 @@ SHAPES: dict[str, dict[str, Any]] = {
 
 
 @pytest.fixture
-def kube(control_plane: Cluster) -> Iterator[KubeApi]:
+def runner() -> Iterator[asyncio.Runner]:
+    """One event loop for a test's applies: KubeApi's connections live on it."""
+    with asyncio.Runner() as loop:
+        yield loop
+
+
+@pytest.fixture
+def kube(control_plane: Cluster, runner: asyncio.Runner) -> Iterator[KubeApi]:
     api = KubeApi(control_plane.api_client(), field_manager=FIELD_MANAGER, threads=2, timeout=30)
     yield api
-    api.close()
+    runner.run(api.aclose())
 
 
 def owner(namespace: str, name: str, uid: str = "9a1f0c2e-0000-4000-8000-000000000001") -> dict[str, Any]:
@@ -77,10 +84,10 @@ def our_apply_entry(live: dict[str, Any]) -> dict[str, Any]:
 
 @pytest.mark.parametrize("shape", list(SHAPES))
 def test_the_computed_field_set_is_the_one_the_apiserver_records(
-    kube: KubeApi, namespace: str, shape: str
+    kube: KubeApi, runner: asyncio.Runner, namespace: str, shape: str
 ) -> None:
     for obj in desired(namespace, "shape", SHAPES[shape]):
-        live = asyncio.run(kube.apply(obj)).obj
+        live = runner.run(kube.apply(obj)).obj
         assert fields_of(our_apply_entry(live)) == applied_fields(obj), obj["kind"]
         assert up_to_date(json.loads(child_entry(live)), obj, FIELD_MANAGER)
 
@@ -156,11 +163,11 @@ DRIFTS: dict[str, tuple[bool, Callable[[Cluster, str], None]]] = {
 
 @pytest.mark.parametrize("drift", list(DRIFTS))
 def test_a_drift_is_seen_by_the_skip_exactly_when_an_apply_would_repair_it(
-    kube: KubeApi, api: ApiClient, control_plane: Cluster, namespace: str, drift: str
+    kube: KubeApi, runner: asyncio.Runner, api: ApiClient, control_plane: Cluster, namespace: str, drift: str
 ) -> None:
     repair, do = DRIFTS[drift]
     (deployment, _) = desired(namespace, "drift", {"replicas": 1})
-    asyncio.run(kube.apply(deployment))
+    runner.run(kube.apply(deployment))
     assert up_to_date(json.loads(child_entry(live_deployment(api, namespace))), deployment, FIELD_MANAGER)
     do(control_plane, namespace)
     assert (
@@ -168,15 +175,15 @@ def test_a_drift_is_seen_by_the_skip_exactly_when_an_apply_would_repair_it(
         is not repair
     )
     if repair:  # and the apply does repair it: afterwards, up to date again
-        asyncio.run(kube.apply(deployment))
+        runner.run(kube.apply(deployment))
         assert up_to_date(json.loads(child_entry(live_deployment(api, namespace))), deployment, FIELD_MANAGER)
 
 
 def test_nothing_but_our_apply_changes_a_services_owned_set(
-    kube: KubeApi, api: ApiClient, namespace: str
+    kube: KubeApi, runner: asyncio.Runner, api: ApiClient, namespace: str
 ) -> None:
     (_, service) = desired(namespace, "svc", {})
-    asyncio.run(kube.apply(service))
+    runner.run(kube.apply(service))
     core = CoreV1Api(api)
     core.patch_namespaced_service("svc", namespace, {"metadata": {"annotations": {"note": "x"}}})
     live = as_dict(api, core.read_namespaced_service("svc", namespace))

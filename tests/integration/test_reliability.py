@@ -56,6 +56,7 @@ def test_every_message_the_crd_accepts_reaches_the_container_unchanged(
     lab = Lab(api, namespace)
     kube = KubeApi(control_plane.api_client(), field_manager="k8s-lab", threads=1, timeout=30)
     names = (f"m{i}" for i in itertools.count())
+    runner = asyncio.Runner()  # one loop for every apply: KubeApi's session lives on it
 
     @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
     @given(MESSAGES)
@@ -63,7 +64,7 @@ def test_every_message_the_crd_accepts_reaches_the_container_unchanged(
         stored = lab.create(a_labserver(next(names), message=message))
         assert stored["spec"]["message"] == message  # the apiserver keeps it exactly
         spec = parse_spec(stored["spec"], default_image="labhttp:test")
-        applied = asyncio.run(kube.apply(build_deployment(stored, spec)))
+        applied = runner.run(kube.apply(build_deployment(stored, spec)))
         # An empty value is omitted from the JSON; the container still gets the variable, empty.
         (container,) = applied.obj["spec"]["template"]["spec"]["containers"]
         env = {e["name"]: e.get("value", "") for e in container["env"]}
@@ -74,7 +75,8 @@ def test_every_message_the_crd_accepts_reaches_the_container_unchanged(
         for message in NASTY_MESSAGES:
             check.hypothesis.inner_test(message)  # type: ignore[attr-defined]
     finally:
-        kube.close()
+        runner.run(kube.aclose())
+        runner.close()
 
 
 def test_a_message_with_a_nul_is_refused_by_the_crd(

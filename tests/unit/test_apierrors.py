@@ -7,7 +7,17 @@ import json
 import pytest
 from kubernetes.client.exceptions import ApiException
 
-from labop.apierrors import ApiError, Conflict, Gone, NotFound, Verdict, classify, translate, unreachable
+from labop.apierrors import (
+    ApiError,
+    Conflict,
+    Gone,
+    NotFound,
+    Verdict,
+    classify,
+    translate,
+    translate_answer,
+    unreachable,
+)
 
 
 def an_answer(status: int, message: str, causes: list[dict[str, str]] | None = None) -> ApiException:
@@ -69,3 +79,19 @@ def test_a_body_that_is_not_a_status_falls_back_to_the_http_reason() -> None:
     answer = ApiException(status=502, reason="Bad Gateway")
     answer.body = "<html>proxy error</html>"
     assert translate(answer).reason == "Bad Gateway"
+
+
+def test_an_answer_as_the_transport_returns_it_gets_the_same_kind_and_words_as_the_clients_exception() -> (
+    None
+):
+    causes = [{"reason": "NamespaceTerminating", "message": "namespace t is being terminated"}]
+    raw = json.dumps({"kind": "Status", "message": "forbidden", "details": {"causes": causes}}).encode()
+    err = translate_answer(403, raw, "Forbidden")
+    assert (type(err), err.status, err.reason, err.causes) == (
+        ApiError,
+        403,
+        "forbidden",
+        ("NamespaceTerminating",),
+    )
+    assert type(translate_answer(409, b'{"message": "modified"}', "Conflict")) is Conflict
+    assert translate_answer(502, b"<html>proxy error</html>", "Bad Gateway").reason == "Bad Gateway"

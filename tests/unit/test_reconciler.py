@@ -2,21 +2,21 @@
 
 The fake API records every write and answers an apply with the applied object plus a status
 the test chooses (by default: every replica ready), as the apiserver would after a rollout.
-The last section checks the write path under the reconciler, ``KubeApi``, with the client's
-methods replaced: server-side apply with our field manager, and error translation.
+The last section checks the write path under the reconciler, ``KubeApi``, with the transport's
+``send`` replaced: server-side apply with our field manager, the fence, and error translation
+(``test_transport`` checks the transport itself against a local HTTP server).
 """
 
 from __future__ import annotations
 
 import copy
 import json
-import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
 from kubernetes.client import ApiClient
-from kubernetes.client.exceptions import ApiException
 from tests.support.caches import a_synced_cache
 from tests.support.fakes import COUNTS, FakeApi
 from tests.unit.factories import NOW, a_labserver, a_service, a_spec, controlled_by_a_stranger
@@ -30,9 +30,11 @@ from labop.ownedfields import fields_of, fields_v1
 from labop.reconciler import CLEANUP_RECHECK_SECONDS, Reconciler
 from labop.recorder import EventRecorder
 from labop.runtime import PermanentError, Result, TransientError
+from labop.runtime.leaderelection import LeaseLost
 from labop.runtime.store import Store
 from labop.spec import DEFAULT_IMAGE
 from labop.status import Problem, compute_status
+from labop.transport import Answer as TransportAnswer
 
 KEY: Key = ("lab", "hello")
 Entries = dict[Key, list[dict[str, Any]]]
@@ -472,46 +474,58 @@ async def test_a_problem_status_matches_compute_status_over_the_cached_children(
 # --------------------------------------------------------------------------- KubeApi underneath
 
 
-class Recorded:
-    """A stand-in for one generated client method: records its arguments, returns or raises."""
+class Wire:
+    """A stand-in for ``ApiTransport.send``: records each request (and the timeout it was given),
+    answers with ``answer(request)``."""
 
-    def __init__(self, result: object = None, error: BaseException | None = None) -> None:
-        self.result = result
-        self.error = error
-        self.calls: list[tuple[tuple[Any, ...], dict[str, Any]]] = []
-        self.threads: list[str] = []
+    def __init__(self, answer: Callable[[Sent], TransportAnswer]) -> None:
+        self.answer = answer
+        self.sent: list[Sent] = []
 
-    def __call__(self, *args: Any, **kwargs: Any) -> object:
-        self.calls.append((args, kwargs))
-        self.threads.append(threading.current_thread().name)
-        if self.error is not None:
-            raise self.error
-        return self.result
+    @classmethod
+    def answering(cls, status: int, body: dict[str, Any] | None, reason: str = "Reason") -> Wire:
+        return cls(lambda _: an_answer(status, body, reason))
+
+    async def __call__(
+        self,
+        method: str,
+        path: str,
+        query: list[tuple[str, str]],
+        content_type: str,
+        body: bytes,
+        *,
+        deadline: Callable[[], float],
+    ) -> TransportAnswer:
+        request = Sent(method, path, query, content_type, body, deadline())
+        self.sent.append(request)
+        return self.answer(request)
+
+
+@dataclass(frozen=True)
+class Sent:
+    method: str
+    path: str
+    query: list[tuple[str, str]]
+    content_type: str
+    body: bytes
+    timeout: float
+
+
+def an_answer(status: int, body: dict[str, Any] | None, reason: str = "Reason") -> TransportAnswer:
+    return TransportAnswer(status, reason, b"" if body is None else json.dumps(body).encode())
 
 
 @pytest.fixture
 def kube_api() -> Iterator[KubeApi]:
-    client = ApiClient()  # no request is made: the tests replace every client method they reach
+    client = ApiClient()  # no request is made: the tests replace the transport's send
     api = KubeApi(client, field_manager="k8s-lab", threads=1, timeout=7.0)
     yield api
     api.close()
 
 
-class Answer:
-    """What ``ApiClient.call_api`` returns: an HTTP status and a body, read once."""
-
-    def __init__(self, status: int, body: dict[str, Any] | None, reason: str = "Reason") -> None:
-        self.status, self.reason = status, reason
-        self.headers: dict[str, str] = {}
-        self.data = b"" if body is None else json.dumps(body).encode()
-
-    def read(self) -> bytes:
-        return self.data
-
-
-def a_raw_request(args: tuple[Any, ...]) -> tuple[str, str, dict[str, str], bytes]:
-    method, url, headers, body, _post = args
-    return method, url, headers, body
+def on_the_wire(kube_api: KubeApi, monkeypatch: pytest.MonkeyPatch, wire: Wire) -> Wire:
+    monkeypatch.setattr(kube_api._transport, "send", wire)
+    return wire
 
 
 async def test_kubeapi_applies_a_deployment_server_side_with_our_field_manager_and_force(
@@ -519,85 +533,113 @@ async def test_kubeapi_applies_a_deployment_server_side_with_our_field_manager_a
 ) -> None:
     ls = a_labserver()
     deployment = build_deployment(ls, a_spec(ls))
-    method = Recorded(result=Answer(201, {"kind": "Deployment", "metadata": {"name": "hello"}}))
-    monkeypatch.setattr(kube_api._client, "call_api", method)
+    wire = on_the_wire(
+        kube_api, monkeypatch, Wire.answering(201, {"kind": "Deployment", "metadata": {"name": "hello"}})
+    )
 
     applied = await kube_api.apply(deployment)
 
-    ((args, kwargs),) = method.calls
-    verb, url, headers, body = a_raw_request(args)
-    assert verb == "PATCH"
-    assert url.endswith("/apis/apps/v1/namespaces/lab/deployments/hello?fieldManager=k8s-lab&force=true")
-    assert headers["Content-Type"] == APPLY
-    assert body == apply_body(deployment) and json.loads(body) == deployment  # literal UTF-8 JSON
-    assert kwargs == {"_request_timeout": 7.0}
+    (sent,) = wire.sent
+    assert sent.method == "PATCH"
+    assert sent.path == "/apis/apps/v1/namespaces/lab/deployments/hello"
+    assert sent.query == [("fieldManager", "k8s-lab"), ("force", "true")]
+    assert sent.content_type == APPLY
+    assert sent.body == apply_body(deployment) and json.loads(sent.body) == deployment  # literal UTF-8 JSON
+    assert sent.timeout == 7.0
     assert applied.obj == {"kind": "Deployment", "metadata": {"name": "hello"}}
     assert applied.created  # 201
-    assert method.threads[0].startswith("kubeapi")  # off the event loop
 
 
 async def test_kubeapi_applies_a_service_through_the_core_api(
     kube_api: KubeApi, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     ls = a_labserver()
-    method = Recorded(result=Answer(200, {}))
-    monkeypatch.setattr(kube_api._client, "call_api", method)
+    wire = on_the_wire(kube_api, monkeypatch, Wire.answering(200, {}))
     applied = await kube_api.apply(build_service(ls, a_spec(ls)))
     assert not applied.created  # 200: it existed
-    ((args, _),) = method.calls
-    assert "/api/v1/namespaces/lab/services/hello?" in a_raw_request(args)[1]
+    (sent,) = wire.sent
+    assert sent.path == "/api/v1/namespaces/lab/services/hello"
 
 
 async def test_kubeapi_applies_the_status_subresource_with_its_own_manager_and_a_version_precondition(
     kube_api: KubeApi, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    method = Recorded(result=Answer(200, {"metadata": {"resourceVersion": "42"}}))
-    monkeypatch.setattr(kube_api._client, "call_api", method)
+    wire = on_the_wire(kube_api, monkeypatch, Wire.answering(200, {"metadata": {"resourceVersion": "42"}}))
     ls = a_labserver()
     status = {"replicas": 1, "conditions": [{"type": "Ready", "message": "ok \U0001f600"}]}
 
     await kube_api.apply_status(ls, status)
 
-    ((args, kwargs),) = method.calls
-    verb, url, headers, body = a_raw_request(args)
-    assert verb == "PATCH"
-    assert url.endswith(
-        "/apis/k8slab.dev/v1alpha1/namespaces/lab/labservers/hello/status?fieldManager=k8s-lab-status&force=true"
-    )
-    assert headers["Content-Type"] == APPLY
-    assert json.loads(body) == {
+    (sent,) = wire.sent
+    assert sent.method == "PATCH"
+    assert sent.path == "/apis/k8slab.dev/v1alpha1/namespaces/lab/labservers/hello/status"
+    assert sent.query == [("fieldManager", "k8s-lab-status"), ("force", "true")]
+    assert sent.content_type == APPLY
+    assert json.loads(sent.body) == {
         "apiVersion": "k8slab.dev/v1alpha1",
         "kind": "LabServer",
         "metadata": {"name": "hello", "namespace": "lab", "resourceVersion": "1"},  # the precondition
         "status": status,
     }
-    assert "\U0001f600".encode() in body  # literal UTF-8, as for the children (see apply_body)
-    assert kwargs == {"_request_timeout": 7.0}
+    assert "\U0001f600".encode() in sent.body  # literal UTF-8, as for the children (see apply_body)
+    assert sent.timeout == 7.0
 
 
-async def test_kubeapi_posts_an_event_as_json_to_the_namespaces_events_and_reads_no_answer(
+async def test_kubeapi_posts_an_event_as_json_to_the_namespaces_events(
     kube_api: KubeApi, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # Below the client's REST layer this time: what goes on the wire, encoded by the client.
-    wire = Recorded(result=Answer(201, {"kind": "Event", "metadata": {"name": "hello.1"}}))
-    monkeypatch.setattr(kube_api._client.rest_client.pool_manager, "request", wire)
+    wire = on_the_wire(kube_api, monkeypatch, Wire.answering(201, {"kind": "Event"}))
     event = {"apiVersion": "v1", "kind": "Event", "reason": "Created", "message": "ok \U0001f600"}
 
     await kube_api.create_event("lab", event)
 
-    ((args, kwargs),) = wire.calls
-    assert args[0] == "POST"
-    assert args[1].endswith("/api/v1/namespaces/lab/events")
-    assert kwargs["headers"]["Content-Type"] == "application/json"
-    assert json.loads(kwargs["body"]) == event
-    assert kwargs["timeout"] is not None
+    (sent,) = wire.sent
+    assert (sent.method, sent.path, sent.query) == ("POST", "/api/v1/namespaces/lab/events", [])
+    assert sent.content_type == "application/json"
+    assert json.loads(sent.body) == event
+    assert sent.timeout == 7.0
+
+
+async def test_kubeapi_sends_a_json_patch_of_a_child_under_our_field_manager(
+    kube_api: KubeApi, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    wire = on_the_wire(kube_api, monkeypatch, Wire.answering(200, {}))
+    ls = a_labserver()
+    operations = [{"op": "remove", "path": "/metadata/ownerReferences/0"}]
+
+    await kube_api.json_patch(build_service(ls, a_spec(ls)), operations)
+
+    (sent,) = wire.sent
+    assert (sent.method, sent.path) == ("PATCH", "/api/v1/namespaces/lab/services/hello")
+    assert sent.query == [("fieldManager", "k8s-lab")]
+    assert sent.content_type == "application/json-patch+json"
+    assert json.loads(sent.body) == operations
+
+
+async def test_kubeapi_asks_the_fence_for_each_writes_timeout_and_sends_nothing_once_the_lease_is_lost(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    left = [3.0]
+
+    def fence() -> float:
+        if not left:
+            raise LeaseLost("lease expired")
+        return left.pop()
+
+    api = KubeApi(ApiClient(), field_manager="k8s-lab", threads=1, timeout=7.0, fence=fence)
+    wire = on_the_wire(api, monkeypatch, Wire.answering(201, {}))
+    await api.create_event("lab", {})
+    with pytest.raises(ApiError) as raised:
+        await api.create_event("lab", {})
+    assert [sent.timeout for sent in wire.sent] == [3.0]  # cut to the time left on the lease
+    assert raised.value.status == 0 and raised.value.reason.startswith("not sent")
 
 
 async def test_kubeapi_reports_a_failed_status_precondition_as_a_conflict(
     kube_api: KubeApi, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    stale = Answer(409, {"kind": "Status", "code": 409, "message": "the object has been modified"})
-    monkeypatch.setattr(kube_api._client, "call_api", Recorded(result=stale))
+    stale = {"kind": "Status", "code": 409, "message": "the object has been modified"}
+    on_the_wire(kube_api, monkeypatch, Wire.answering(409, stale))
     with pytest.raises(Conflict):
         await kube_api.apply_status(a_labserver(), {"replicas": 1})
 
@@ -606,11 +648,12 @@ async def test_kubeapi_reports_a_failed_status_precondition_as_a_conflict(
 async def test_kubeapi_translates_the_statuses_the_reconciler_tells_apart(
     kube_api: KubeApi, monkeypatch: pytest.MonkeyPatch, status: int, kind: type[ApiError]
 ) -> None:
-    answer = Answer(status, {"kind": "Status", "code": status, "message": "Reason"})
-    monkeypatch.setattr(kube_api._client, "call_api", Recorded(result=answer))
+    on_the_wire(
+        kube_api, monkeypatch, Wire.answering(status, {"kind": "Status", "code": status, "message": "M"})
+    )
     with pytest.raises(kind) as raised:
         await kube_api.create_event("lab", {})
-    assert raised.value.status == status
+    assert (raised.value.status, raised.value.reason) == (status, "M")
 
 
 async def test_kubeapi_turns_any_other_error_answer_into_an_api_error_with_the_apiservers_message(
@@ -618,21 +661,20 @@ async def test_kubeapi_turns_any_other_error_answer_into_an_api_error_with_the_a
 ) -> None:
     # A 422 must reach the reconciler as an ApiError, or its InvalidSpec branch never runs.
     message = 'Deployment.apps "hello" is invalid: spec.template: Invalid value'
-    rejection = Answer(422, {"kind": "Status", "code": 422, "message": message})
-    monkeypatch.setattr(kube_api._client, "call_api", Recorded(result=rejection))
+    on_the_wire(
+        kube_api, monkeypatch, Wire.answering(422, {"kind": "Status", "code": 422, "message": message})
+    )
     ls = a_labserver()
     with pytest.raises(ApiError) as raised:
         await kube_api.apply(build_deployment(ls, a_spec(ls)))
     assert type(raised.value) is ApiError
     assert (raised.value.status, raised.value.reason) == (422, message)
-    assert isinstance(raised.value.__cause__, ApiException)
 
 
 async def test_kubeapi_falls_back_on_the_http_reason_without_a_status_body(
     kube_api: KubeApi, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    no_status = Answer(500, None, reason="Internal Server Error")
-    monkeypatch.setattr(kube_api._client, "call_api", Recorded(result=no_status))
+    on_the_wire(kube_api, monkeypatch, Wire.answering(500, None, reason="Internal Server Error"))
     with pytest.raises(ApiError) as raised:
         await kube_api.create_event("lab", {})
     assert (raised.value.status, raised.value.reason) == (500, "Internal Server Error")
@@ -641,19 +683,20 @@ async def test_kubeapi_falls_back_on_the_http_reason_without_a_status_body(
 async def test_a_422_through_kubeapi_makes_the_reconciler_report_invalid_spec(
     kube_api: KubeApi, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    rejection = Answer(422, {"kind": "Status", "message": "spec.template.spec.containers[0].image: Required"})
+    rejection = an_answer(
+        422, {"kind": "Status", "message": "spec.template.spec.containers[0].image: Required"}
+    )
     status_bodies: list[dict[str, Any]] = []
 
-    def call_api(*args: Any, **kwargs: Any) -> Answer:
-        _, url, _, raw = a_raw_request(args)
-        if url.split("?")[0].endswith("/status"):
-            status_bodies.append(json.loads(raw))
-            return Answer(200, {})
-        if url.endswith("/events"):
-            return Answer(201, {})
+    def answer(sent: Sent) -> TransportAnswer:
+        if sent.path.endswith("/status"):
+            status_bodies.append(json.loads(sent.body))
+            return an_answer(200, {})
+        if sent.path.endswith("/events"):
+            return an_answer(201, {})
         return rejection
 
-    monkeypatch.setattr(kube_api._client, "call_api", call_api)
+    on_the_wire(kube_api, monkeypatch, Wire(answer))
     ls = a_labserver()
     cache = a_synced_cache(labservers=[ls])
     reconciler = Reconciler(
