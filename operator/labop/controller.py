@@ -301,7 +301,7 @@ class Controller:
             self._master.set(0)
         for listener in self._listeners:
             await listener.runner.cleanup()
-        self.api.close()
+        await self.api.aclose()
         log_event(log, "controller stopped", controller=NAME)
 
     @property

@@ -111,7 +111,7 @@ async def start_controller(settings: kopf.OperatorSettings, memo: kopf.Memo, **_
     api = KubeApi(
         client,
         field_manager=ours.field_manager,
-        threads=max(4, 2 * ours.workers),
+        connections=max(4, 2 * ours.workers),
         timeout=ours.api_timeout,
         fence=(lambda: _controller(memo).fence()) if ours.leader_elect else None,
     )

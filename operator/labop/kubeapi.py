@@ -69,7 +69,7 @@ class KubeApiLike(Protocol):
     async def json_patch(self, obj: dict[str, Any], operations: list[dict[str, Any]]) -> None: ...
     async def apply_status(self, labserver: dict[str, Any], status: dict[str, Any]) -> None: ...
     async def create_event(self, namespace: str, event: dict[str, Any]) -> None: ...
-    def close(self) -> None: ...
+    async def aclose(self) -> None: ...
 
 
 # Characters YAML must not see literally in a double-quoted scalar: those outside its printable
@@ -115,9 +115,9 @@ def load_client(*, retries: int | None = None) -> ApiClient:
 class KubeApi:
     """The writes of ``KubeApiLike`` over one ``ApiTransport`` with ``client``'s credentials.
 
-    ``threads``: at most this many requests at once (connections; the name is that of the
-    thread pool it used to size). ``client`` itself sends nothing here: ``load_client`` built
-    its configuration, and ``close`` closes it (the Lease client shares it).
+    ``connections``: at most this many requests at once. ``client`` itself sends nothing here:
+    ``load_client`` built its configuration, and ``aclose`` closes it (the Lease client shares
+    it); ``close`` is the same from outside a running loop.
     """
 
     def __init__(
@@ -125,13 +125,13 @@ class KubeApi:
         client: ApiClient,
         *,
         field_manager: str,
-        threads: int,
+        connections: int,
         timeout: float,
         fence: Callable[[], float] | None = None,
     ) -> None:
         self._client = client
         self._transport = ApiTransport(
-            client.configuration, connections=threads, user_agent=client.user_agent
+            client.configuration, connections=connections, user_agent=client.user_agent
         )
         self._manager = field_manager
         self.status_manager = field_manager + STATUS_MANAGER_SUFFIX

@@ -209,7 +209,7 @@ def test_the_operators_writes_with_in_cluster_credentials_follow_a_rotated_token
     loader = InClusterConfigLoader(str(token_file), str(tmp_path / "ca.crt"), environ=environ)  # type: ignore[no-untyped-call]  # unannotated in the client
     config = Configuration()
     loader.load_and_set(config)  # type: ignore[no-untyped-call]  # unannotated in the client
-    kube = KubeApi(ApiClient(config), field_manager="k8s-lab", threads=1, timeout=30)
+    kube = KubeApi(ApiClient(config), field_manager="k8s-lab", connections=1, timeout=30)
     event = {
         "apiVersion": "v1",
         "kind": "Event",

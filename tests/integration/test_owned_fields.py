@@ -54,7 +54,7 @@ def runner() -> Iterator[asyncio.Runner]:
 
 @pytest.fixture
 def kube(control_plane: Cluster, runner: asyncio.Runner) -> Iterator[KubeApi]:
-    api = KubeApi(control_plane.api_client(), field_manager=FIELD_MANAGER, threads=2, timeout=30)
+    api = KubeApi(control_plane.api_client(), field_manager=FIELD_MANAGER, connections=2, timeout=30)
     yield api
     runner.run(api.aclose())
 

@@ -54,7 +54,7 @@ def test_every_message_the_crd_accepts_reaches_the_container_unchanged(
 ) -> None:
     """Create (the CRD's schema decides what is valid), apply our Deployment, expand its env."""
     lab = Lab(api, namespace)
-    kube = KubeApi(control_plane.api_client(), field_manager="k8s-lab", threads=1, timeout=30)
+    kube = KubeApi(control_plane.api_client(), field_manager="k8s-lab", connections=1, timeout=30)
     names = (f"m{i}" for i in itertools.count())
     runner = asyncio.Runner()  # one loop for every apply: KubeApi's session lives on it
 

@@ -88,7 +88,7 @@ class FakeApi:
             raise self.event_error
         self.calls.append(("create_event", (namespace, copy.deepcopy(event))))
 
-    def close(self) -> None:
+    async def aclose(self) -> None:
         self.closed = True
 
     # --- what the tests read -----------------------------------------------------------

@@ -518,7 +518,7 @@ def an_answer(status: int, body: dict[str, Any] | None, reason: str = "Reason") 
 @pytest.fixture
 def kube_api() -> Iterator[KubeApi]:
     client = ApiClient()  # no request is made: the tests replace the transport's send
-    api = KubeApi(client, field_manager="k8s-lab", threads=1, timeout=7.0)
+    api = KubeApi(client, field_manager="k8s-lab", connections=1, timeout=7.0)
     yield api
     api.close()
 
@@ -626,7 +626,7 @@ async def test_kubeapi_asks_the_fence_for_each_writes_timeout_and_sends_nothing_
             raise LeaseLost("lease expired")
         return left.pop()
 
-    api = KubeApi(ApiClient(), field_manager="k8s-lab", threads=1, timeout=7.0, fence=fence)
+    api = KubeApi(ApiClient(), field_manager="k8s-lab", connections=1, timeout=7.0, fence=fence)
     wire = on_the_wire(api, monkeypatch, Wire.answering(201, {}))
     await api.create_event("lab", {})
     with pytest.raises(ApiError) as raised:

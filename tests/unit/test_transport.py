@@ -112,7 +112,7 @@ def status_answer(status: int, message: str) -> Handler:
 
 @pytest.fixture
 async def kube_api(apiserver: FakeApiserver) -> AsyncIterator[KubeApi]:
-    api = KubeApi(ApiClient(a_config(apiserver.url)), field_manager="k8s-lab", threads=2, timeout=5.0)
+    api = KubeApi(ApiClient(a_config(apiserver.url)), field_manager="k8s-lab", connections=2, timeout=5.0)
     yield api
     await api.aclose()
 
@@ -253,7 +253,9 @@ async def test_a_refused_connection_is_an_api_error_with_no_status() -> None:
     with socket.socket() as sock:  # a port nobody listens on once the socket is closed
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    api = KubeApi(ApiClient(a_config(f"http://127.0.0.1:{port}")), field_manager="m", threads=1, timeout=5.0)
+    api = KubeApi(
+        ApiClient(a_config(f"http://127.0.0.1:{port}")), field_manager="m", connections=1, timeout=5.0
+    )
     try:
         with pytest.raises(ApiError) as raised:
             await api.create_event("lab", {})
@@ -273,7 +275,7 @@ async def test_a_request_that_times_out_is_an_api_error_with_no_status_and_is_no
         return web.json_response({})
 
     apiserver.answer = hang
-    api = KubeApi(ApiClient(a_config(apiserver.url)), field_manager="m", threads=1, timeout=0.2)
+    api = KubeApi(ApiClient(a_config(apiserver.url)), field_manager="m", connections=1, timeout=0.2)
     try:
         with pytest.raises(ApiError) as raised:
             await api.create_event("lab", {})
