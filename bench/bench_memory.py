@@ -189,7 +189,7 @@ def operator(cluster: LocalCluster, out: Path, name: str, *, trace: bool) -> Ope
             "PYTHONPATH": f"{MEMTRACE}:{REPO / 'operator'}",
             "MEMTRACE_OUT": str(out / f"{name}.snap"),
         }
-    op.start()
+    op.start(ready_timeout=900)  # a traced restart over thousands of objects syncs slowly
     return op
 
 

@@ -28,7 +28,9 @@ class OperatorProcess:
         self.settings = settings
         self.proc: processes.Proc | None = None
 
-    def start(self) -> None:
+    def start(self, ready_timeout: float = 60) -> None:
+        """Start it and wait for /readyz: its caches synced and its workers running (over
+        thousands of objects, under a tracer, that may take longer: ``ready_timeout``)."""
         # Without the in-cluster variables: the operator (like kopf) prefers in-cluster credentials,
         # and a CI runner inside a pod must not point the operator at that cluster.
         inherited = {k: v for k, v in os.environ.items() if not k.startswith("KUBERNETES_SERVICE_")}
@@ -51,7 +53,7 @@ class OperatorProcess:
             "-A",
         ]
         self.proc = processes.spawn("operator", argv, self.log, detach=False, env=env)
-        processes.wait_for("the operator's /readyz", self.ready, timeout=60, watch=[self.proc])
+        processes.wait_for("the operator's /readyz", self.ready, timeout=ready_timeout, watch=[self.proc])
 
     def ready(self) -> bool:
         return self._get(self.health_port, "/readyz")[0] == 200
