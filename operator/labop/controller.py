@@ -208,17 +208,22 @@ class Controller:
 
     async def enqueue(self, key: Key, priority: Priority = Priority.NORMAL) -> None:
         """Backpressure on purpose: a new normal key parks this kopf handler while the queue is
-        full (see workqueue's docstring); a low one never waits. Before the caches are synced
-        the workers do not run yet, so a full queue parks the handler until they do; the store
-        was updated before, so the sync is not held up by it."""
-        if self.leading:
+        full (see workqueue's docstring); a low one never waits. Not before the caches are
+        synced: the workers do not run yet, so nobody would make room, and a parked handler
+        holds one of kopf's bounded per-object workers that the listings need to get through
+        (``configure_kopf``); then a normal key that finds the queue full waits in the low lane."""
+        if not self.leading:
+            return  # a standby drops keys: its cache has them, and becoming leader resyncs
+        if self.cache.sync.synced.is_set():
             await self.runtime.enqueue(key, priority)
-        # else: a standby drops keys: its cache has them, and becoming leader resyncs
+        else:
+            self.runtime.enqueue_nowait(key, priority)
 
     async def enqueue_owner(self, child: Mapping[str, Any], priority: Priority = Priority.NORMAL) -> None:
         """A Deployment's or Service's event: its controlling LabServer's key, if it has one."""
-        if self.leading:
-            await self.runtime.enqueue_owner(child, priority)
+        key = self.runtime.owner_of(child)
+        if key is not None:
+            await self.enqueue(key, priority)
 
     def resync(self) -> int:
         """Re-add every cached LabServer at low priority, none skipped; returns how many."""

@@ -32,7 +32,9 @@ from labop.naming import GROUP, PLURAL, VERSION
 from labop.settings import OperatorSettings, election_namespace, from_env
 
 SETTINGS_MEMO_KEY = "labop_settings"
-KOPF_WORKER_IDLE_SECONDS = 0.5
+KOPF_LIST_CHUNK = 500
+KOPF_WORKERS = 256
+KOPF_WORKER_IDLE_SECONDS = 0.1
 
 
 class NoDiffBase(kopf.DiffBaseStorage):
@@ -66,11 +68,17 @@ def configure_kopf(kopf_settings: kopf.OperatorSettings, settings: OperatorSetti
     kopf_settings.watching.server_timeout = 300
     kopf_settings.watching.client_timeout = 330
     kopf_settings.networking.request_timeout = settings.api_timeout
-    # kopf keeps a task per object that had an event, holding that event's whole parsed body,
-    # until no event came for idle_timeout (5 s by default): during a relist that is every
-    # object listed in the last 5 s, some hundreds of MB at 15,000 objects, and the heap keeps
-    # that high-water mark. Our handler is done with an event at once (the store keeps a compact
-    # copy), so a worker may go soon; a later event starts a new one.
+    # Memory: how many parsed objects kopf holds at once. By default kopf lists a kind in one
+    # request (every Deployment of the cluster parsed at once), starts a task per listed object
+    # right away, each holding its object's whole parsed body, and keeps each task for 5 s after
+    # its last event. A restart over 5,000 LabServers thus held all 15,000 bodies at once, and
+    # the heap keeps such a high-water mark (RSS stayed at ~70 KB per LabServer for 6 KB of live
+    # data: BENCHMARKS.md). So: pages of 500 (client-go's pager's), at most KOPF_WORKERS tasks
+    # (kopf reads no further while all are busy: backpressure into the watch), and a task goes
+    # as soon as its events are handled (our handler is done with an event at once: the store
+    # keeps a compact copy; a later event starts a new task).
+    kopf_settings.watching.chunk_size = KOPF_LIST_CHUNK
+    kopf_settings.queueing.worker_limit = KOPF_WORKERS
     kopf_settings.queueing.idle_timeout = KOPF_WORKER_IDLE_SECONDS
     # kopf logs every event handler's success at INFO: one line per watch event, all noise here.
     logging.getLogger("kopf.objects").setLevel(logging.WARNING)

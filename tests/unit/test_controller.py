@@ -472,3 +472,13 @@ async def test_healthz_fails_when_the_election_task_died() -> None:
         assert setup.controller._ready()  # a standby stays ready; liveness restarts it
     finally:
         await setup.controller.stop()
+
+
+async def test_before_the_sync_a_full_queue_parks_no_handler_and_loses_no_key() -> None:
+    # The workers do not run yet: a parked kopf handler would hold one of kopf's bounded
+    # per-object tasks until nobody makes room.
+    setup = Setup(cache=Cache(), queue_size=1)
+    for name in ("first", "second", "third"):
+        await asyncio.wait_for(setup.controller.labserver_event("ADDED", a_labserver(name)), timeout=1)
+    assert setup.controller.queue.low_count == 2, "the keys past the bound wait in the low lane"
+    assert await drain(setup) == [("lab", "first"), ("lab", "second"), ("lab", "third")]

@@ -210,3 +210,11 @@ def test_options_default_to_no_clock_so_the_queue_runs_on_the_real_one() -> None
 async def _until(condition: object) -> None:
     while not condition():  # type: ignore[operator]  # noqa: ASYNC110 - a plain attribute, no event
         await asyncio.sleep(0)
+
+
+async def test_enqueue_nowait_puts_a_normal_key_that_finds_the_queue_full_in_the_low_lane() -> None:
+    controller, _ = build(Recorder(), [], queue_size=1)
+    controller.enqueue_nowait(("ns", "a"))
+    controller.enqueue_nowait(("ns", "b"))
+    assert len(controller.queue) == 2
+    assert controller.queue.low_count == 1

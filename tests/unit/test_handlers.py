@@ -146,10 +146,12 @@ def test_kopf_is_tuned_standalone_quiet_and_with_bounded_watches() -> None:
     assert kopf_settings.networking.request_timeout == 12.0
 
 
-def test_kopfs_per_object_workers_let_go_of_their_last_event_soon() -> None:
+def test_kopf_holds_a_bounded_number_of_parsed_objects_at_once() -> None:
     kopf_settings = kopf.OperatorSettings()
     handlers.configure_kopf(kopf_settings, OperatorSettings())
-    assert 0 < kopf_settings.queueing.idle_timeout <= 1
+    assert kopf_settings.watching.chunk_size == 500  # listings in pages
+    assert kopf_settings.queueing.worker_limit == 256  # per-object tasks, each holding a body
+    assert 0 < kopf_settings.queueing.idle_timeout <= 1  # and letting go of it soon
 
 
 def test_kopf_builds_no_essence_of_an_object_since_no_handler_tracks_changes() -> None:

@@ -177,8 +177,17 @@ class Controller:
         (see workqueue's docstring); a low one never waits."""
         await self.queue.add(key, priority)
 
-    async def enqueue_owner(self, child: Mapping[str, Any], priority: Priority = NORMAL) -> None:
-        """An owned object's event: the key of the primary that controls it, if one does.
+    def enqueue_nowait(self, key: Key, priority: Priority = NORMAL) -> None:
+        """`enqueue` that never waits: a normal key that finds the queue full goes into the low
+        lane instead (never refused there; reached all the same, after the new work). For a
+        producer that must not wait, e.g. before the workers run, when nobody would make room."""
+        try:
+            self.queue.add_nowait(key, priority)
+        except asyncio.QueueFull:
+            self.queue.add_nowait(key, LOW)
+
+    def owner_of(self, child: Mapping[str, Any]) -> Key | None:
+        """The key an owned object's event maps to: the primary that controls it, if one does.
 
         With `namesakes`, a child that no primary controls still maps to the primary of the
         same name when one exists (so that deleting a conflicting stranger lets it recover).
@@ -187,6 +196,11 @@ class Controller:
         if key is None and self._namesakes:
             candidate = key_of(child)
             key = candidate if self._primary_exists(candidate) else None
+        return key
+
+    async def enqueue_owner(self, child: Mapping[str, Any], priority: Priority = NORMAL) -> None:
+        """An owned object's event: the key of its primary (`owner_of`), if it has one."""
+        key = self.owner_of(child)
         if key is not None:
             await self.enqueue(key, priority)
 
