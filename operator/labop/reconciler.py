@@ -47,7 +47,7 @@ from labop.builders import build_deployment, build_service
 from labop.cache import Cache, Key, child_entry
 from labop.kubeapi import Applied, KubeApiLike
 from labop.naming import DESIRED_HASH, FIELD_MANAGER, is_controlled_by
-from labop.ownedfields import applied_fields, fingerprint
+from labop.ownedfields import applied_fingerprint
 from labop.recorder import NORMAL, WARNING, EventRecorder
 from labop.runtime import PermanentError, Result, TransientError
 from labop.spec import LabServerSpec, parse_spec
@@ -97,7 +97,7 @@ def up_to_date(cached: Mapping[str, Any], desired: Mapping[str, Any], manager: s
     if (meta.get("annotations") or {}).get(DESIRED_HASH) != wanted:
         return False
     owned = (cached.get("fields") or {}).get(manager)
-    return owned is not None and owned == fingerprint(applied_fields(desired))
+    return owned is not None and owned == applied_fingerprint(desired)
 
 
 def _reset_owned_lists(obj: Mapping[str, Any]) -> list[dict[str, Any]]:

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from tests.unit.factories import a_labserver, a_spec
 
+from labop import ownedfields
 from labop.builders import build_deployment, build_service, desired_hash
 from labop.naming import DESIRED_HASH
 from labop.ownedfields import applied_fields, apply_fingerprints, fields_of, fields_v1, fingerprint
@@ -97,3 +99,37 @@ def test_each_child_records_the_hash_of_itself_without_the_annotation() -> None:
     assert recorded == desired_hash(deployment)
     other = build_deployment(ls, a_spec(a_labserver(replicas=3)))
     assert other["metadata"]["annotations"][DESIRED_HASH] != recorded
+
+
+def test_a_remembered_child_fingerprint_still_follows_a_change_of_its_fields() -> None:
+    fields = applied_fields(build_deployment(a_labserver(), a_spec(a_labserver())))
+    entry = {"manager": "k8s-lab", "operation": "Apply", "fieldsV1": fields_v1(fields)}
+    first = apply_fingerprints([entry])
+    assert apply_fingerprints([entry]) == first == {"k8s-lab": fingerprint(fields)}
+    taken = fields - {("f:spec", "f:replicas")}  # another manager took one field
+    entry = {**entry, "fieldsV1": fields_v1(taken)}
+    assert apply_fingerprints([entry]) == {"k8s-lab": fingerprint(taken)}
+
+
+def test_the_desired_fingerprint_is_remembered_by_the_desired_hash(monkeypatch: pytest.MonkeyPatch) -> None:
+    desired = build_deployment(a_labserver(), a_spec(a_labserver()))
+    expected = fingerprint(applied_fields(desired))
+    assert ownedfields.applied_fingerprint(desired) == expected
+    walks: list[object] = []
+
+    def walk(obj: object) -> frozenset[tuple[str, ...]]:
+        walks.append(obj)
+        return frozenset()
+
+    monkeypatch.setattr(ownedfields, "applied_fields", walk)
+    assert ownedfields.applied_fingerprint(desired) == expected, "remembered, not walked again"
+    assert walks == []
+    edited = build_deployment(a_labserver(replicas=3), a_spec(a_labserver(replicas=3)))
+    ownedfields.applied_fingerprint(edited)  # another hash: walked
+    assert walks == [edited]
+
+
+def test_without_a_desired_hash_the_fingerprint_is_computed_each_time() -> None:
+    desired = build_deployment(a_labserver(), a_spec(a_labserver()))
+    del desired["metadata"]["annotations"][DESIRED_HASH]
+    assert ownedfields.applied_fingerprint(desired) == fingerprint(applied_fields(desired))
