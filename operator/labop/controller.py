@@ -35,6 +35,7 @@ from labop.runtime.leaderelection import ElectionConfig, LeaderElector, LeaseCli
 from labop.settings import OperatorSettings, election_namespace
 
 NAME = "labserver"
+SYNC_REPORT_SECONDS = 60.0  # a WARNING this often while the caches are not synced
 log = logging.getLogger("labop.controller")
 
 
@@ -101,6 +102,7 @@ class Controller:
         self.elector: LeaderElector | None = None
         self._election: asyncio.Task[None] | None = None
         self._starter: asyncio.Task[None] | None = None
+        self.sync_report_seconds = SYNC_REPORT_SECONDS
         self._idle_collector: asyncio.Task[None] | None = None
         if settings.leader_elect and lease_client is not None:
             self.elector = self._new_elector(lease_client, identity)
@@ -268,9 +270,25 @@ class Controller:
     async def _start_when_synced(self) -> None:
         """WaitForCacheSync: no worker (and no candidate for the lease) before every store holds
         its kind's initial listing, or a reconcile would take a child still unlisted for one to
-        create, and a restart would write (see ``labop.runtime.store``)."""
-        started = asyncio.get_running_loop().time()
-        await self.cache.sync.synced.wait()
+        create, and a restart would write (see ``labop.runtime.store``). A sync that takes long
+        says so every ``SYNC_REPORT_SECONDS`` (a kind that cannot be listed, e.g. forbidden by
+        RBAC, leaves kopf retrying and the operator unready: a person must look)."""
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        sync = self.cache.sync
+        while not sync.synced.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(sync.synced.wait(), timeout=self.sync_report_seconds)
+            if not sync.synced.is_set():
+                log_event(
+                    log,
+                    "waiting for the caches to sync",
+                    logging.WARNING,
+                    controller=NAME,
+                    unsynced=",".join(sync.unsynced()) or "-",
+                    pending=sync.pending(),
+                    seconds=round(loop.time() - started),
+                )
         log_event(
             log,
             "caches synced",
@@ -278,12 +296,16 @@ class Controller:
             labservers=len(self.cache.labservers),
             deployments=len(self.cache.deployments),
             services=len(self.cache.services),
-            seconds=round(asyncio.get_running_loop().time() - started, 3),
+            seconds=round(loop.time() - started, 3),
         )
-        if self.elector is None:
-            await self.runtime.start()
-        else:
-            self._election = asyncio.create_task(self.elector.run(), name=f"{NAME}-election")
+        try:
+            if self.elector is None:
+                await self.runtime.start()
+            else:
+                self._election = asyncio.create_task(self.elector.run(), name=f"{NAME}-election")
+        except Exception as err:  # a bug: /healthz fails from now on, and this says why
+            log_event(log, "start after the sync failed", logging.ERROR, exc_info=err, controller=NAME)
+            raise
 
     async def stop(self) -> None:
         """Drain the workers (still renewing the lease meanwhile), then release the lease."""

@@ -482,3 +482,21 @@ async def test_before_the_sync_a_full_queue_parks_no_handler_and_loses_no_key() 
         await asyncio.wait_for(setup.controller.labserver_event("ADDED", a_labserver(name)), timeout=1)
     assert setup.controller.queue.low_count == 2, "the keys past the bound wait in the low lane"
     assert await drain(setup) == [("lab", "first"), ("lab", "second"), ("lab", "third")]
+
+
+async def test_a_sync_that_takes_long_says_which_kinds_it_waits_for(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="labop.controller")
+    setup = Setup(cache=Cache())
+    setup.controller.sync_report_seconds = 0.01
+    list_into(setup.cache, LABSERVERS)
+    await setup.controller.start()
+    try:
+        await until(lambda: "waiting for the caches to sync" in caplog.text)
+        warning = next(r for r in caplog.records if r.getMessage().startswith("waiting for the caches"))
+        assert warning.levelno == logging.WARNING
+        assert "unsynced=deployments.apps,services" in caplog.text
+        list_into(setup.cache, DEPLOYMENTS)
+        list_into(setup.cache, SERVICES)
+        await until(lambda: setup.controller.pool.running)
+    finally:
+        await setup.controller.stop()

@@ -92,6 +92,10 @@ class ListingSync:
         """Objects of finished listings not in their store yet (for a log line)."""
         return sum(len(unseen) for _, unseen in self._waiting.values())
 
+    def unsynced(self) -> list[str]:
+        """The kinds whose initial listing is not complete yet (for a log line), sorted."""
+        return sorted(self._unlisted)
+
     def _settle(self, stream: object) -> None:
         kind, unseen = self._waiting[stream]
         if unseen:
