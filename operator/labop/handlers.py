@@ -24,7 +24,7 @@ import kopf
 
 from labkit.logs import with_fields
 from labop.cache import DEPLOYMENTS, LABSERVERS, SERVICES, Cache
-from labop.controller import Controller
+from labop.controller import Controller, new_registry
 from labop.kopfsync import observe_listings
 from labop.kubeapi import KubeApi, KubeLeaseClient, load_client
 from labop.memory import freeze_imports
@@ -116,12 +116,14 @@ async def start_controller(settings: kopf.OperatorSettings, memo: kopf.Memo, **_
     configure_kopf(settings, ours)
     # With leader election no silent resend by urllib3: every write passes the fence (kubeapi).
     client = load_client(retries=0) if ours.leader_elect else load_client()
+    registry = new_registry()  # the controller's /metrics; the writes count their requests there too
     api = KubeApi(
         client,
         field_manager=ours.field_manager,
         connections=max(4, 2 * ours.workers),
         timeout=ours.api_timeout,
         fence=(lambda: _controller(memo).fence()) if ours.leader_elect else None,
+        registry=registry,
     )
     lease_client = None
     if ours.leader_elect:
@@ -130,7 +132,7 @@ async def start_controller(settings: kopf.OperatorSettings, memo: kopf.Memo, **_
         )
     cache = Cache()
     observe_listings(cache.sync, {LABSERVERS, DEPLOYMENTS, SERVICES})  # before kopf's watchers start
-    memo.controller = Controller(ours, cache, api, lease_client=lease_client)
+    memo.controller = Controller(ours, cache, api, registry, lease_client=lease_client)
     await memo.controller.start()
     freeze_imports()  # everything is imported and built: see labop.memory
 

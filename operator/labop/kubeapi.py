@@ -23,6 +23,7 @@ from typing import Any, Protocol
 import kubernetes
 from kubernetes.client import ApiClient, CoordinationV1Api
 from kubernetes.client.exceptions import ApiException
+from prometheus_client import CollectorRegistry
 
 from labop.apierrors import ApiError, Conflict, Gone, NotFound, translate_answer
 from labop.naming import GROUP, PLURAL, VERSION
@@ -115,7 +116,9 @@ def load_client(*, retries: int | None = None) -> ApiClient:
 class KubeApi:
     """The writes of ``KubeApiLike`` over one ``ApiTransport`` with ``client``'s credentials.
 
-    ``connections``: at most this many requests at once. ``client`` itself sends nothing here:
+    ``connections``: at most this many requests at once. ``registry``: where the transport counts
+    its requests (client-go's ``rest_client_requests_total``, see ``transport``), None for none.
+    ``client`` itself sends nothing here:
     ``load_client`` built its configuration, and ``aclose`` closes it (the Lease client shares
     it); ``close`` is the same from outside a running loop.
     """
@@ -128,10 +131,11 @@ class KubeApi:
         connections: int,
         timeout: float,
         fence: Callable[[], float] | None = None,
+        registry: CollectorRegistry | None = None,
     ) -> None:
         self._client = client
         self._transport = ApiTransport(
-            client.configuration, connections=connections, user_agent=client.user_agent
+            client.configuration, connections=connections, user_agent=client.user_agent, registry=registry
         )
         self._manager = field_manager
         self.status_manager = field_manager + STATUS_MANAGER_SUFFIX

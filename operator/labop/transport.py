@@ -20,6 +20,16 @@ context (it reads the CA and key files) is built in a thread too, when the first
 the session. aiohttp resends nothing on its own for PATCH and POST (only idempotent methods on
 a dropped keep-alive connection, and we send none): with leader election every write must pass
 the fence each time it is sent, and the retry after a 401 asks the fence again.
+
+Counted here, and only here (every request the operator's writes make passes ``send``):
+client-go's ``rest_client_requests_total{code,method,host}`` on the registry passed in
+(``/metrics``, never prometheus' global registry), so the operator reports its own requests as a
+Go controller does and a test can tell them from other clients' (the apiserver's own counters
+name no client). As in client-go every attempt counts, the resend after a 401 too; ``code`` is
+the answer's HTTP status, ``"<error>"`` when none came (refused, reset, timed out, cancelled);
+``host`` is the apiserver URL's host[:port]. A request the fence refuses is not sent, not
+counted. Not counted, unlike client-go's: kopf's watches, lists and Events, and the Lease
+client's requests, which have clients of their own.
 """
 
 from __future__ import annotations
@@ -27,13 +37,16 @@ from __future__ import annotations
 import asyncio
 import ssl
 import time
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
 from kubernetes.client import Configuration
 from kubernetes.client.rest import should_bypass_proxies
+from prometheus_client import CollectorRegistry, Counter
 
 from labop.apierrors import unreachable
 
@@ -41,6 +54,8 @@ from labop.apierrors import unreachable
 # (the in-cluster loader itself re-reads its file at most once a minute).
 TOKEN_TTL = 60.0
 NO_ANSWER = (aiohttp.ClientError, TimeoutError, OSError)  # ssl.SSLError is an OSError
+# client-go's label value for an attempt that got no answer (its errors are unbounded strings).
+NO_ANSWER_CODE = "<error>"
 
 
 @dataclass(frozen=True)
@@ -77,6 +92,38 @@ def bearer_of(config: Configuration) -> str | None:
     # The client's own auth setting (BearerToken, alias authorization), prefix included.
     token: str | None = config.get_api_key_with_prefix("BearerToken", alias="authorization")
     return token
+
+
+def host_label(url: str) -> str:
+    """client-go's ``host`` label: the URL's host[:port] as written (no user info); "none" if empty."""
+    return urlsplit(url).netloc.rpartition("@")[2] or "none"
+
+
+class RequestMetrics:
+    """``rest_client_requests_total{code,method,host}`` (client-go's name, help and labels) for
+    the requests to one host. The family is made once per registry: transports may share one."""
+
+    def __init__(self, registry: CollectorRegistry, host: str) -> None:
+        self._family = _requests_family(registry)
+        self._host = host
+
+    def count(self, code: str, method: str) -> None:
+        self._family.labels(code=code, method=method, host=self._host).inc()
+
+
+_requests_by_registry: weakref.WeakKeyDictionary[CollectorRegistry, Counter] = weakref.WeakKeyDictionary()
+
+
+def _requests_family(registry: CollectorRegistry) -> Counter:
+    family = _requests_by_registry.get(registry)
+    if family is None:
+        family = _requests_by_registry[registry] = Counter(
+            "rest_client_requests_total",
+            "Number of HTTP requests, partitioned by status code, method, and host.",
+            ("code", "method", "host"),
+            registry=registry,
+        )
+    return family
 
 
 class Credentials:
@@ -123,11 +170,20 @@ class Credentials:
 
 class ApiTransport:
     """Requests to the apiserver of ``config`` over one aiohttp session (at most ``connections``
-    at once); the session is opened on the loop by the first request, closed by ``aclose``."""
+    at once); the session is opened on the loop by the first request, closed by ``aclose``.
+    With ``registry``, every request sent is counted there (``RequestMetrics``)."""
 
-    def __init__(self, config: Configuration, *, connections: int, user_agent: str | None = None) -> None:
+    def __init__(
+        self,
+        config: Configuration,
+        *,
+        connections: int,
+        user_agent: str | None = None,
+        registry: CollectorRegistry | None = None,
+    ) -> None:
         self._config = config
         self._host = str(config.host).rstrip("/")
+        self._metrics = None if registry is None else RequestMetrics(registry, host_label(self._host))
         self._connections = connections
         self._user_agent = user_agent
         self._credentials = Credentials(lambda: bearer_of(config))
@@ -176,7 +232,7 @@ class ApiTransport:
     ) -> Answer:
         """Send once (twice after a 401: with a fresh token). ``deadline`` gives the request's
         timeout in seconds, asked right before each send (the fence: it may refuse with an
-        ApiError instead)."""
+        ApiError instead). Each attempt sent is counted (``_send_once``), a refused one not."""
         session = await self._open()
         header = await self._credentials.header()
         answer = await self._send_once(session, header, method, path, query, content_type, body, deadline())
@@ -199,6 +255,7 @@ class ApiTransport:
         headers = {"Content-Type": content_type}
         if authorization:
             headers["Authorization"] = authorization
+        code = NO_ANSWER_CODE
         try:
             async with session.request(
                 method,
@@ -210,11 +267,15 @@ class ApiTransport:
                 allow_redirects=False,
                 **self._options,
             ) as response:
+                code = str(response.status)  # answered, as client-go counts it, even if the body fails
                 # Read in full even when nobody parses it: the connection goes back to the pool.
                 data = await response.read()
                 return Answer(response.status, response.reason or "", data)
         except NO_ANSWER as err:
             raise unreachable(err) from err
+        finally:  # a cancelled attempt too: it may have reached the apiserver
+            if self._metrics is not None:
+                self._metrics.count(code, method)
 
     async def aclose(self) -> None:
         """Close the session and wait until its connections are closed."""

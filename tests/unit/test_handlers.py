@@ -16,6 +16,7 @@ from typing import Any, cast
 import kopf
 import pytest
 from kubernetes.client import ApiClient
+from prometheus_client import generate_latest
 from tests.support.caches import list_into
 from tests.unit.factories import a_deployment, a_labserver, a_service
 
@@ -181,6 +182,8 @@ async def test_startup_builds_the_controller_from_the_memos_settings_and_cleanup
     try:
         assert isinstance(controller, Controller)
         assert controller.settings == ours
+        # The writes count their requests on the registry /metrics serves (client-go's name).
+        assert b"# TYPE rest_client_requests_total counter" in generate_latest(controller.registry)
         assert not controller.pool.running, "the workers wait for kopf's listings (labop.kopfsync)"
         for kind in (LABSERVERS, DEPLOYMENTS, SERVICES):
             list_into(controller.cache, kind)

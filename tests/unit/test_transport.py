@@ -4,7 +4,8 @@ A local aiohttp server on 127.0.0.1 stands in for the apiserver (the one bit of 
 transport's whole job is the request on the wire). Each test says what the apiserver answers
 and checks what was sent and what the caller sees: the bearer token, the retry after a 401, the
 error kinds with the apiserver's message, no answer as status 0, the apply body byte for byte,
-and that the token and TLS files are read in a thread, never on the loop.
+that the token and TLS files are read in a thread, never on the loop, and that every request sent
+is counted as client-go counts it (``rest_client_requests_total``), the resend after a 401 too.
 """
 
 from __future__ import annotations
@@ -19,13 +20,15 @@ from typing import Any
 import pytest
 from aiohttp import web
 from kubernetes.client import ApiClient, Configuration
+from prometheus_client import CollectorRegistry
 from tests.unit.factories import a_labserver, a_spec
 
 from labop import transport
 from labop.apierrors import ApiError, Conflict, NotFound
 from labop.builders import build_deployment
 from labop.kubeapi import APPLY, KubeApi, apply_body
-from labop.transport import ApiTransport, Credentials
+from labop.runtime.leaderelection import LeaseLost
+from labop.transport import ApiTransport, Credentials, host_label
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -344,3 +347,150 @@ async def test_a_write_dropped_on_a_reused_connection_is_not_resent() -> None:
     assert first.status == 200
     assert raised.value.status == 0
     assert len(heads) == 2
+
+
+# --------------------------------------------------------------------------- rest_client_requests_total
+
+
+def requests_counted(registry: CollectorRegistry) -> dict[tuple[str, str, str], float]:
+    """Every ``rest_client_requests_total`` sample, by (code, method, host)."""
+    return {
+        (sample.labels["code"], sample.labels["method"], sample.labels["host"]): sample.value
+        for family in registry.collect()
+        for sample in family.samples
+        if sample.name == "rest_client_requests_total"
+    }
+
+
+def host_of(url: str) -> str:
+    return url.removeprefix("http://")
+
+
+async def test_every_request_sent_is_counted_by_status_method_and_host_as_client_go_counts_it(
+    apiserver: FakeApiserver,
+) -> None:
+    registry = CollectorRegistry()
+    api = KubeApi(
+        ApiClient(a_config(apiserver.url)), field_manager="m", connections=1, timeout=5.0, registry=registry
+    )
+    ls = a_labserver()
+    try:
+        apiserver.answer = created
+        await api.apply(build_deployment(ls, a_spec(ls)))
+        await api.apply(build_deployment(ls, a_spec(ls)))
+        apiserver.answer = status_answer(404, 'namespaces "lab" not found')
+        with pytest.raises(NotFound):
+            await api.create_event("lab", {})
+    finally:
+        await api.aclose()
+
+    host = host_of(apiserver.url)
+    assert requests_counted(registry) == {("201", "PATCH", host): 2.0, ("404", "POST", host): 1.0}
+
+
+async def test_the_resend_after_a_401_is_counted_as_a_request_of_its_own(apiserver: FakeApiserver) -> None:
+    hook = TokenHook("old", "new")
+
+    async def answer(request: web.Request) -> web.StreamResponse:
+        if request.headers.get("Authorization") != "Bearer new":
+            return web.json_response({"kind": "Status", "message": "Unauthorized"}, status=401)
+        return web.json_response({})
+
+    apiserver.answer = answer
+    registry = CollectorRegistry()
+    api = ApiTransport(a_config(apiserver.url, hook), connections=1, registry=registry)
+    try:
+        await api.send("PATCH", "/x", [], APPLY, b"{}", deadline=lambda: 5.0)
+    finally:
+        await api.aclose()
+
+    host = host_of(apiserver.url)
+    assert requests_counted(registry) == {("401", "PATCH", host): 1.0, ("200", "PATCH", host): 1.0}
+
+
+async def test_a_request_with_no_answer_is_counted_with_the_code_error() -> None:
+    with socket.socket() as sock:  # a port nobody listens on once the socket is closed
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    registry = CollectorRegistry()
+    api = ApiTransport(a_config(f"http://127.0.0.1:{port}"), connections=1, registry=registry)
+    try:
+        with pytest.raises(ApiError):
+            await api.send("POST", "/x", [], "application/json", b"{}", deadline=lambda: 5.0)
+    finally:
+        await api.aclose()
+    assert requests_counted(registry) == {("<error>", "POST", f"127.0.0.1:{port}"): 1.0}
+
+
+async def test_a_request_cancelled_while_it_waits_for_its_answer_is_counted_with_the_code_error(
+    apiserver: FakeApiserver,
+) -> None:
+    arrived, release = asyncio.Event(), asyncio.Event()
+
+    async def hang(request: web.Request) -> web.StreamResponse:
+        arrived.set()
+        await release.wait()
+        return web.json_response({})
+
+    apiserver.answer = hang
+    registry = CollectorRegistry()
+    api = ApiTransport(a_config(apiserver.url), connections=1, registry=registry)
+    sending = asyncio.create_task(api.send("DELETE", "/x", [], "application/json", b"", deadline=lambda: 5.0))
+    try:
+        await asyncio.wait_for(arrived.wait(), timeout=5)
+        sending.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await sending
+    finally:
+        release.set()
+        await api.aclose()
+    # It reached the apiserver, which may have acted on it: a write is a write.
+    assert requests_counted(registry) == {("<error>", "DELETE", host_of(apiserver.url)): 1.0}
+
+
+async def test_a_write_the_fence_refuses_is_not_sent_and_not_counted(apiserver: FakeApiserver) -> None:
+    def lost() -> float:
+        raise LeaseLost("lease expired")
+
+    registry = CollectorRegistry()
+    api = KubeApi(
+        ApiClient(a_config(apiserver.url)),
+        field_manager="m",
+        connections=1,
+        timeout=5.0,
+        fence=lost,
+        registry=registry,
+    )
+    try:
+        with pytest.raises(ApiError):
+            await api.create_event("lab", {})
+    finally:
+        await api.aclose()
+    assert apiserver.received == []
+    assert requests_counted(registry) == {}
+
+
+async def test_two_transports_count_on_one_registry_side_by_side(apiserver: FakeApiserver) -> None:
+    registry = CollectorRegistry()
+    first = ApiTransport(a_config(apiserver.url), connections=1, registry=registry)
+    second = ApiTransport(a_config(apiserver.url + "/"), connections=1, registry=registry)
+    try:
+        await first.send("POST", "/x", [], "application/json", b"{}", deadline=lambda: 5.0)
+        await second.send("POST", "/x", [], "application/json", b"{}", deadline=lambda: 5.0)
+    finally:
+        await first.aclose()
+        await second.aclose()
+    assert requests_counted(registry) == {("200", "POST", host_of(apiserver.url)): 2.0}
+
+
+@pytest.mark.parametrize(
+    ("url", "host"),
+    [
+        ("https://10.96.0.1:443", "10.96.0.1:443"),
+        ("https://kubernetes.default.svc", "kubernetes.default.svc"),
+        ("https://user:secret@[::1]:6443/prefix", "[::1]:6443"),
+        ("", "none"),
+    ],
+)
+def test_the_host_label_is_the_urls_host_and_port_as_written_without_credentials(url: str, host: str) -> None:
+    assert host_label(url) == host
