@@ -7,6 +7,8 @@ ours (an earlier LabServer's of the same name: wait for the garbage collector; a
 ChildConflict, left alone); server-side apply the Deployment and the Service built by the pure
 builders (a deleted child comes back, a hand-edited owned field is restored); compute the status
 from what the apply returned and write it only when it changed; post Events on transitions.
+Each write says so in the log: a child's apply at INFO with why it was due (``out_of_date``),
+a status write at DEBUG; a write nobody expected is then explained by the log alone.
 
 API failures are handled by their verdict in ``apierrors`` (the table users read in the README):
 gone or namespace terminating ends the pass quietly, a conflict requeues at once, our own object
@@ -92,12 +94,27 @@ def _version(child: Mapping[str, Any] | None) -> str | None:
 def up_to_date(cached: Mapping[str, Any], desired: Mapping[str, Any], manager: str) -> bool:
     """Whether applying ``desired`` as ``manager`` would change nothing in the child that the
     cache entry ``cached`` describes (why this suffices: ``Reconciler._apply_if_changed``)."""
+    return out_of_date(cached, desired, manager) is None
+
+
+def out_of_date(cached: Mapping[str, Any] | None, desired: Mapping[str, Any], manager: str) -> str | None:
+    """Why an apply of ``desired`` is due, as the log line of the apply says it; None: it is not.
+
+    "absent": no such child in the cache; "desired changed": its desired-hash annotation is not
+    ``desired``'s (another spec, another operator version, or none); "no apply entry": our field
+    manager has no Apply entry in its managedFields; "owned fields changed": that entry's set
+    differs from what applying ``desired`` owns (another manager took or removed a field).
+    """
+    if cached is None:
+        return "absent"
     wanted = desired["metadata"]["annotations"][DESIRED_HASH]
     meta = cached.get("metadata") or {}
     if (meta.get("annotations") or {}).get(DESIRED_HASH) != wanted:
-        return False
+        return "desired changed"
     owned = (cached.get("fields") or {}).get(manager)
-    return owned is not None and owned == applied_fingerprint(desired)
+    if owned is None:
+        return "no apply entry"
+    return None if owned == applied_fingerprint(desired) else "owned fields changed"
 
 
 def _reset_owned_lists(obj: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -258,7 +275,8 @@ class Reconciler:
         """
         kind = desired["kind"]
         wanted = desired["metadata"]["annotations"][DESIRED_HASH]
-        if cached is not None and self._up_to_date(cached, wanted, desired):
+        why = out_of_date(cached, desired, self._manager)
+        if cached is not None and why is None:
             self._pending.pop((kind, key), None)
             return cached, False
         if (pending := self._still_pending(kind, key, cached, wanted)) is not None:
@@ -267,10 +285,18 @@ class Reconciler:
         self._pending[(kind, key)] = _Pending(
             wanted, _version(cached), json.loads(child_entry(applied.obj)), self._now() + PENDING
         )
+        # Every write of a child says which and why: a write nobody expected (after a restart,
+        # on a resync) is then explained by the log alone. Rare: only when the child differs.
+        log_event(
+            log,
+            "child applied",
+            kind=kind,
+            reason=why,
+            created=applied.created,
+            cached_version=_version(cached) or "-",
+            version=_version(applied.obj) or "-",
+        )
         return applied.obj, applied.created
-
-    def _up_to_date(self, cached: Mapping[str, Any], wanted: str, desired: Mapping[str, Any]) -> bool:
-        return up_to_date(cached, desired, self._manager)
 
     def _still_pending(
         self, kind: str, key: Key, cached: Mapping[str, Any] | None, wanted: str
@@ -347,6 +373,10 @@ class Reconciler:
                 "status conflict, cache behind key=%s/%s error=%s", meta["namespace"], meta["name"], err
             )
             return None
+        ready = _condition(status, reasons.READY)
+        # DEBUG: a status write is routine (every step of a rollout); with --verbose the log
+        # names each one, e.g. to explain a write nobody expected.
+        log_event(log, "status written", logging.DEBUG, ready=ready.get("status"), reason=ready.get("reason"))
         return status
 
     async def _record_ready_transition(

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import json
+import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -21,6 +22,7 @@ from tests.support.caches import a_synced_cache
 from tests.support.fakes import COUNTS, FakeApi
 from tests.unit.factories import NOW, a_labserver, a_service, a_spec, controlled_by_a_stranger
 
+from labkit.logs import FIELDS_ATTR
 from labop import reasons
 from labop.builders import build_deployment, build_service
 from labop.cache import Cache, Key, child_entry, labserver_entry
@@ -897,6 +899,70 @@ async def test_a_child_last_applied_from_another_spec_is_applied_again(world: Wo
     world.reconciler = world.new_reconciler()
     await world.reconcile()
     assert world.api.applied_kinds[-1:] == ["Service"]
+
+
+def applied_lines(caplog: pytest.LogCaptureFixture) -> list[dict[str, Any]]:
+    """The fields of each "child applied" line, in order."""
+    return [getattr(r, FIELDS_ATTR) for r in caplog.records if r.getMessage() == "child applied"]
+
+
+async def test_each_apply_of_a_child_is_logged_with_its_kind_and_why_it_was_due(
+    world: World, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="labop.reconciler")
+    world.store(a_labserver())
+    await world.reconcile()
+    assert [(f["kind"], f["reason"], f["created"]) for f in applied_lines(caplog)] == [
+        ("Deployment", "absent", True),
+        ("Service", "absent", True),
+    ]
+
+
+async def test_a_restart_over_up_to_date_children_logs_no_apply(
+    world: World, caplog: pytest.LogCaptureFixture
+) -> None:
+    world.store(a_labserver())
+    await world.reconcile()
+    world.store_what_was_written()
+    world.reconciler = world.new_reconciler()
+    caplog.set_level(logging.INFO, logger="labop.reconciler")
+    await world.reconcile()
+    assert applied_lines(caplog) == []
+
+
+@pytest.mark.parametrize(
+    ("edit", "reason"),
+    [
+        (lambda entry: entry["metadata"]["annotations"].update({DESIRED_HASH: "older"}), "desired changed"),
+        (lambda entry: entry["fields"].pop("k8s-lab"), "no apply entry"),
+        (lambda entry: entry["fields"].update({"k8s-lab": "another set"}), "owned fields changed"),
+    ],
+)
+async def test_the_apply_after_a_restart_names_what_the_cached_child_lacked(
+    world: World, caplog: pytest.LogCaptureFixture, edit: Callable[[dict[str, Any]], object], reason: str
+) -> None:
+    world.store(a_labserver())
+    await world.reconcile()
+    world.store_what_was_written()
+    (entry,) = world.deployments[KEY]
+    edit(entry)
+    world.reconciler = world.new_reconciler()
+    caplog.set_level(logging.INFO, logger="labop.reconciler")
+    await world.reconcile()
+    (line,) = applied_lines(caplog)
+    assert (line["kind"], line["reason"], line["created"]) == ("Deployment", reason, False)
+    assert line["cached_version"] == entry["metadata"]["resourceVersion"]
+
+
+async def test_a_status_write_is_logged_at_debug_with_the_ready_condition(
+    world: World, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="labop.reconciler")
+    world.store(a_labserver())
+    await world.reconcile()
+    (written,) = [r for r in caplog.records if r.getMessage() == "status written"]
+    assert written.levelno == logging.DEBUG
+    assert getattr(written, FIELDS_ATTR) == {"ready": "True", "reason": "Available"}
 
 
 async def test_a_pass_before_the_cache_shows_our_apply_does_not_apply_again(world: World) -> None:
