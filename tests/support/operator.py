@@ -1,4 +1,5 @@
-"""The operator as users run it: ``kopf run operator/main.py -A`` in a subprocess of the test.
+"""The operator as users run it: ``kopf run operator/main.py -A`` in a subprocess of the test
+(or ``-n NAMESPACE ...``: ``namespaces``, for a test whose counts must see only its own objects).
 
 It dies with the test run (see ``localcluster.processes``), logs to a file whose tail is shown
 when a wait fails, and serves /metrics and /readyz on free loopback ports.
@@ -22,6 +23,7 @@ class OperatorProcess:
         self.kubeconfig = kubeconfig
         self.kopf_args: tuple[str, ...] = ()  # more flags for `kopf run`, e.g. --log-format=json
         self.extra_env: dict[str, str] = {}  # variables other than LABOP_*, e.g. POD_NAME
+        self.namespaces: tuple[str, ...] = ()  # kopf's -n for each; none: -A (every namespace)
         self.log = log
         self.metrics_port = free_port()
         self.health_port = free_port()
@@ -50,7 +52,7 @@ class OperatorProcess:
             "run",
             *self.kopf_args,
             str(REPO / "operator" / "main.py"),
-            "-A",
+            *([arg for ns in self.namespaces for arg in ("-n", ns)] or ["-A"]),
         ]
         self.proc = processes.spawn("operator", argv, self.log, detach=False, env=env)
         processes.wait_for("the operator's /readyz", self.ready, timeout=ready_timeout, watch=[self.proc])
