@@ -195,37 +195,35 @@ class Controller:
 
     # --- producers (kopf handlers) --------------------------------------------------------
 
-    async def labserver_event(self, event_type: str | None, body: Mapping[str, Any]) -> None:
+    def labserver_event(self, event_type: str | None, body: Mapping[str, Any]) -> None:
         """A LabServer's watch event: into the store, then its key into the queue."""
         self.cache.labservers.apply(event_type, body)
-        await self.enqueue(key_of(body), event_priority(event_type, body))
+        self.enqueue(key_of(body), event_priority(event_type, body))
 
-    async def deployment_event(self, event_type: str | None, body: Mapping[str, Any]) -> None:
+    def deployment_event(self, event_type: str | None, body: Mapping[str, Any]) -> None:
         self.cache.deployments.apply(event_type, body)
-        await self.enqueue_owner(body, event_priority(event_type, body, owned=True))
+        self.enqueue_owner(body, event_priority(event_type, body, owned=True))
 
-    async def service_event(self, event_type: str | None, body: Mapping[str, Any]) -> None:
+    def service_event(self, event_type: str | None, body: Mapping[str, Any]) -> None:
         self.cache.services.apply(event_type, body)
-        await self.enqueue_owner(body, event_priority(event_type, body, owned=True))
+        self.enqueue_owner(body, event_priority(event_type, body, owned=True))
 
-    async def enqueue(self, key: Key, priority: Priority = Priority.NORMAL) -> None:
-        """Backpressure on purpose: a new normal key parks this kopf handler while the queue is
-        full (see workqueue's docstring); a low one never waits. Not before the caches are
-        synced: the workers do not run yet, so nobody would make room, and a parked handler
-        holds one of kopf's bounded per-object workers that the listings need to get through
-        (``configure_kopf``); then a normal key that finds the queue full waits in the low lane."""
-        if not self.leading:
-            return  # a standby drops keys: its cache has them, and becoming leader resyncs
-        if self.cache.sync.synced.is_set():
-            await self.runtime.enqueue(key, priority)
-        else:
+    def enqueue(self, key: Key, priority: Priority = Priority.NORMAL) -> None:
+        """Never waits: a new normal key that finds the queue full is parked in it, in order
+        (``WorkQueue.admit``). Why no backpressure here: kopf cannot take it. A handler that
+        waits holds its kopf worker while kopf goes on reading the watch and keeps every later
+        event, as parsed JSON, in queues of its own without bound: at 3,000 LabServers created at
+        once the operator's RSS per LabServer was 27 KiB with waiting handlers and 12 KiB without
+        (BENCHMARKS.md). A parked key costs a few bytes, one per object at most (the queue
+        dedupes), and the store already holds the object."""
+        if self.leading:  # a standby drops keys: its cache has them, and becoming leader resyncs
             self.runtime.enqueue_nowait(key, priority)
 
-    async def enqueue_owner(self, child: Mapping[str, Any], priority: Priority = Priority.NORMAL) -> None:
+    def enqueue_owner(self, child: Mapping[str, Any], priority: Priority = Priority.NORMAL) -> None:
         """A Deployment's or Service's event: its controlling LabServer's key, if it has one."""
         key = self.runtime.owner_of(child)
         if key is not None:
-            await self.enqueue(key, priority)
+            self.enqueue(key, priority)
 
     def resync(self) -> int:
         """Re-add every cached LabServer at low priority, none skipped; returns how many."""

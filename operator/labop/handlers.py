@@ -74,9 +74,10 @@ def configure_kopf(kopf_settings: kopf.OperatorSettings, settings: OperatorSetti
     # its last event. A restart over 5,000 LabServers thus held all 15,000 bodies at once, and
     # the heap keeps such a high-water mark (RSS stayed at ~70 KB per LabServer for 6 KB of live
     # data: BENCHMARKS.md). So: pages of 500 (client-go's pager's), at most KOPF_WORKERS tasks
-    # (kopf reads no further while all are busy: backpressure into the watch), and a task goes
-    # as soon as its events are handled (our handler is done with an event at once: the store
-    # keeps a compact copy; a later event starts a new task).
+    # at once, and a task goes as soon as its events are handled (our handler is done with an
+    # event at once: the store keeps a compact copy; a later event starts a new task). kopf reads
+    # on while all tasks are busy (the events of objects without a task wait, parsed, in its own
+    # queues, without bound): that is why our handlers never wait (``Controller.enqueue``).
     kopf_settings.watching.chunk_size = KOPF_LIST_CHUNK
     kopf_settings.queueing.worker_limit = KOPF_WORKERS
     kopf_settings.queueing.idle_timeout = KOPF_WORKER_IDLE_SECONDS
@@ -149,14 +150,14 @@ async def stop_controller(memo: kopf.Memo, **_: Any) -> None:
 # thread and back, a copied context and a shielded task per watch event).
 @kopf.on.event(GROUP, VERSION, PLURAL)
 async def labserver_event(type: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    await _controller(memo).labserver_event(type, body)
+    _controller(memo).labserver_event(type, body)
 
 
 @kopf.on.event("apps", "v1", "deployments")
 async def deployment_event(type: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    await _controller(memo).deployment_event(type, body)
+    _controller(memo).deployment_event(type, body)
 
 
 @kopf.on.event("", "v1", "services")
 async def service_event(type: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    await _controller(memo).service_event(type, body)
+    _controller(memo).service_event(type, body)

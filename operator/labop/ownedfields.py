@@ -28,18 +28,20 @@ often than their inputs change: a child's fingerprint on every watch event of ev
 children (a Deployment's status changes a few times per rollout; our Apply entry does not), the
 desired one on every reconcile. Walking, normalising, sorting and hashing some 80 paths each
 time was about a tenth of the operator's CPU at 1,000 LabServers (bench/profiles/README.md).
-A child's entry is remembered by its fieldsV1 as compact JSON (one C-speed ``json.dumps``; equal
-text, equal set), the desired one by the object's desired-hash annotation (equal hashes, equal
-objects, so equal sets); many LabServers of the same shape share both.
+A child's entry is remembered by a 16-byte digest of its fieldsV1 as compact JSON (one C-speed
+``json.dumps``; equal text, equal set), the desired one by the object's desired-hash annotation
+(equal hashes, equal objects, so equal sets). Why a digest and not the text: an Apply entry names
+the owner's uid (ownerReferences is keyed by uid), so every child's text is its own, some 2 KB;
+kept as keys, a full memo held ~10 MB (measured at 3,000 LabServers, BENCHMARKS.md). Both memos
+drop the entry used least recently once full.
 """
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
 from collections import OrderedDict
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from labop.naming import DESIRED_HASH
@@ -139,9 +141,35 @@ def fingerprint(fields: frozenset[Path]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
-@functools.lru_cache(maxsize=MEMO_SIZE)
-def _fingerprint_of_fields_json(text: str) -> str:
-    return fingerprint(fields_of(json.loads(text)))
+class Memo:
+    """At most ``size`` fingerprints by key; the one used least recently goes first."""
+
+    def __init__(self, size: int = MEMO_SIZE) -> None:
+        self._size = size
+        self._found: OrderedDict[bytes | str, str] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._found)
+
+    def get(self, key: bytes | str, make: Callable[[], str]) -> str:
+        found = self._found.get(key)
+        if found is not None:
+            self._found.move_to_end(key)
+            return found
+        found = self._found[key] = make()
+        if len(self._found) > self._size:
+            self._found.popitem(last=False)
+        return found
+
+
+_CHILDREN = Memo()  # digest of an Apply entry's fieldsV1 text -> fingerprint
+_DESIRED = Memo()  # desired hash -> fingerprint
+
+
+def _child_fingerprint(fields: Any) -> str:
+    text = json.dumps(fields, separators=(",", ":"))
+    digest = hashlib.blake2b(text.encode(), digest_size=16).digest()
+    return _CHILDREN.get(digest, lambda: fingerprint(fields_of(json.loads(text))))
 
 
 def apply_fingerprints(managed_fields: Any) -> dict[str, str]:
@@ -149,12 +177,8 @@ def apply_fingerprints(managed_fields: Any) -> dict[str, str]:
     found: dict[str, str] = {}
     for entry in managed_fields or []:
         if entry.get("operation") == "Apply" and not entry.get("subresource") and entry.get("manager"):
-            text = json.dumps(entry.get("fieldsV1") or {}, separators=(",", ":"))
-            found[str(entry["manager"])] = _fingerprint_of_fields_json(text)
+            found[str(entry["manager"])] = _child_fingerprint(entry.get("fieldsV1") or {})
     return found
-
-
-_APPLIED: OrderedDict[str, str] = OrderedDict()  # desired hash -> fingerprint, oldest first
 
 
 def applied_fingerprint(desired: Mapping[str, Any]) -> str:
@@ -162,9 +186,4 @@ def applied_fingerprint(desired: Mapping[str, Any]) -> str:
     known = ((desired.get("metadata") or {}).get("annotations") or {}).get(DESIRED_HASH)
     if known is None:
         return fingerprint(applied_fields(desired))
-    found = _APPLIED.get(known)
-    if found is None:
-        found = _APPLIED[known] = fingerprint(applied_fields(desired))
-        if len(_APPLIED) > MEMO_SIZE:
-            _APPLIED.popitem(last=False)
-    return found
+    return _DESIRED.get(known, lambda: fingerprint(applied_fields(desired)))

@@ -67,7 +67,7 @@ def setup() -> Setup:
 
 
 async def test_a_labserver_event_enqueues_its_key(setup: Setup) -> None:
-    await setup.controller.enqueue(("lab", "hello"))
+    setup.controller.enqueue(("lab", "hello"))
     assert await drain(setup) == [("lab", "hello")]
 
 
@@ -75,28 +75,28 @@ async def test_a_childs_event_enqueues_the_key_of_the_labserver_that_controls_it
     owner = a_labserver("owner", namespace="team")
     child = a_deployment(owner)
     child["metadata"]["name"] = "differently-named"
-    await setup.controller.enqueue_owner(child)
+    setup.controller.enqueue_owner(child)
     assert await drain(setup) == [("team", "owner")]
 
 
 async def test_events_of_both_children_of_one_labserver_become_one_key(setup: Setup) -> None:
     ls = a_labserver()
-    await setup.controller.enqueue_owner(a_deployment(ls))
-    await setup.controller.enqueue_owner(a_service(ls))
+    setup.controller.enqueue_owner(a_deployment(ls))
+    setup.controller.enqueue_owner(a_service(ls))
     assert await drain(setup) == [("lab", "hello")]
 
 
 async def test_a_same_named_stranger_maps_to_the_cached_labserver_of_that_name(setup: Setup) -> None:
     setup.cache_labserver("taken")
     stranger = {"metadata": {"name": "taken", "namespace": "lab", "ownerReferences": []}}
-    await setup.controller.enqueue_owner(stranger)
+    setup.controller.enqueue_owner(stranger)
     assert await drain(setup) == [("lab", "taken")]
 
 
 async def test_a_stranger_with_no_cached_labserver_of_its_name_is_ignored(setup: Setup) -> None:
     setup.cache_labserver("taken", namespace="other-namespace")
     stranger = {"metadata": {"name": "taken", "namespace": "lab"}}
-    await setup.controller.enqueue_owner(stranger)
+    setup.controller.enqueue_owner(stranger)
     assert await drain(setup) == []
 
 
@@ -109,10 +109,10 @@ async def test_a_child_controlled_by_something_else_maps_by_name_only_if_cached(
         "controller": True,
     }
     child = {"metadata": {"name": "web", "namespace": "lab", "ownerReferences": [replica_set_ref]}}
-    await setup.controller.enqueue_owner(child)
+    setup.controller.enqueue_owner(child)
     assert await drain(setup) == []
     setup.cache_labserver("web")
-    await setup.controller.enqueue_owner(child)
+    setup.controller.enqueue_owner(child)
     assert await drain(setup) == [("lab", "web")]
 
 
@@ -128,7 +128,7 @@ def an_observed_labserver(generation: int, observed: int | None) -> dict[str, An
 
 
 async def test_a_labserver_event_goes_into_the_store_before_its_key_into_the_queue(setup: Setup) -> None:
-    await setup.controller.labserver_event("ADDED", a_labserver("web", namespace="team", replicas=3))
+    setup.controller.labserver_event("ADDED", a_labserver("web", namespace="team", replicas=3))
     cached = setup.cache.labserver(("team", "web"))
     assert cached is not None and cached["spec"]["replicas"] == 3
     assert await drain(setup) == [("team", "web")]
@@ -136,15 +136,15 @@ async def test_a_labserver_event_goes_into_the_store_before_its_key_into_the_que
 
 async def test_a_deleted_labserver_leaves_the_store_and_its_key_is_still_enqueued(setup: Setup) -> None:
     ls = setup.cache_labserver("gone")
-    await setup.controller.labserver_event("DELETED", ls)
+    setup.controller.labserver_event("DELETED", ls)
     assert setup.cache.labserver(("lab", "gone")) is None
     assert await drain(setup) == [("lab", "gone")]
 
 
 async def test_child_events_go_into_their_own_stores_and_map_to_the_owner(setup: Setup) -> None:
     ls = a_labserver("web")
-    await setup.controller.deployment_event(None, a_deployment(ls))
-    await setup.controller.service_event("MODIFIED", a_service(ls))
+    setup.controller.deployment_event(None, a_deployment(ls))
+    setup.controller.service_event("MODIFIED", a_service(ls))
     assert setup.cache.deployment(("lab", "web")) is not None
     assert setup.cache.service(("lab", "web")) is not None
     assert await drain(setup) == [("lab", "web")]
@@ -165,7 +165,7 @@ async def test_child_events_go_into_their_own_stores_and_map_to_the_owner(setup:
 async def test_a_labserver_event_is_low_priority_only_when_its_spec_was_handled_already(
     setup: Setup, event_type: str | None, generation: int, observed: int | None, priority: Priority
 ) -> None:
-    await setup.controller.labserver_event(event_type, an_observed_labserver(generation, observed))
+    setup.controller.labserver_event(event_type, an_observed_labserver(generation, observed))
     assert setup.controller.queue.low_count == (1 if priority is Priority.LOW else 0)
     assert len(setup.controller.queue) == 1
 
@@ -182,7 +182,7 @@ async def test_a_labserver_event_is_low_priority_only_when_its_spec_was_handled_
 async def test_a_child_event_is_low_priority_only_in_the_initial_listing(
     setup: Setup, event_type: str | None, priority: Priority
 ) -> None:
-    await setup.controller.deployment_event(event_type, a_deployment(a_labserver()))
+    setup.controller.deployment_event(event_type, a_deployment(a_labserver()))
     assert setup.controller.queue.low_count == (1 if priority is Priority.LOW else 0)
     assert len(setup.controller.queue) == 1
 
@@ -202,7 +202,7 @@ async def test_a_resync_counts_keys_already_waiting_and_queues_each_once() -> No
     setup = Setup(queue_size=2)
     setup.cache_labserver("a")
     setup.cache_labserver("b")
-    await setup.controller.enqueue(("lab", "a"))
+    setup.controller.enqueue(("lab", "a"))
     assert setup.controller.resync() == 2
     assert sorted(await drain(setup)) == [("lab", "a"), ("lab", "b")]
 
@@ -213,8 +213,8 @@ async def test_a_resync_into_a_full_queue_reaches_every_key_and_logs_no_warning(
     setup = Setup(queue_size=2)
     for name in ("a", "b", "c", "d", "e"):
         setup.cache_labserver(name)
-    await setup.controller.enqueue(("lab", "x"))
-    await setup.controller.enqueue(("lab", "y"))  # the normal lane is full
+    setup.controller.enqueue(("lab", "x"))
+    setup.controller.enqueue(("lab", "y"))  # the normal lane is full
     assert setup.controller.resync() == 5
     assert len(await drain(setup)) == 7
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
@@ -237,7 +237,7 @@ async def test_a_new_labserver_goes_before_the_keys_of_a_resync(setup: Setup) ->
     for name in ("a", "b", "c"):
         setup.cache_labserver(name)
     setup.controller.resync()
-    await setup.controller.enqueue(("lab", "new"))
+    setup.controller.enqueue(("lab", "new"))
     assert (await drain(setup))[0] == ("lab", "new")
 
 
@@ -245,13 +245,13 @@ async def test_a_childs_event_at_normal_priority_moves_its_resynced_owner_up(set
     for name in ("a", "b", "c"):
         setup.cache_labserver(name)
     setup.controller.resync()
-    await setup.controller.enqueue_owner(a_deployment(a_labserver("c")), Priority.NORMAL)
+    setup.controller.enqueue_owner(a_deployment(a_labserver("c")), Priority.NORMAL)
     assert await drain(setup) == [("lab", "c"), ("lab", "a"), ("lab", "b")]
 
 
 async def test_a_childs_event_at_low_priority_stays_behind_new_work(setup: Setup) -> None:
-    await setup.controller.enqueue_owner(a_deployment(a_labserver("listed")), Priority.LOW)
-    await setup.controller.enqueue(("lab", "new"))
+    setup.controller.enqueue_owner(a_deployment(a_labserver("listed")), Priority.LOW)
+    setup.controller.enqueue(("lab", "new"))
     assert await drain(setup) == [("lab", "new"), ("lab", "listed")]
 
 
@@ -297,7 +297,7 @@ async def test_a_started_controller_runs_its_workers_and_opens_no_port_when_both
 
 async def test_a_started_controller_reconciles_an_enqueued_key(started: Setup) -> None:
     started.cache_labserver("hello")
-    await started.controller.enqueue(("lab", "hello"))
+    started.controller.enqueue(("lab", "hello"))
     # A ceiling for a slow machine, not a timing check: the status write is the pass's last step.
     await asyncio.wait_for(started.api.status_written.wait(), timeout=5)
     assert started.api.applied_kinds == ["Deployment", "Service"]
@@ -389,7 +389,7 @@ async def test_a_standby_runs_no_workers_and_drops_keys() -> None:
     await setup.controller.start()
     try:
         await until(lambda: setup.controller._election is not None)
-        await setup.controller.enqueue(("lab", "a"))
+        setup.controller.enqueue(("lab", "a"))
         assert len(setup.controller.queue) == 0
         assert not setup.controller.pool.running
         assert setup.master_status() == 0
@@ -474,14 +474,15 @@ async def test_healthz_fails_when_the_election_task_died() -> None:
         await setup.controller.stop()
 
 
-async def test_before_the_sync_a_full_queue_parks_no_handler_and_loses_no_key() -> None:
-    # The workers do not run yet: a parked kopf handler would hold one of kopf's bounded
-    # per-object tasks until nobody makes room.
+def test_a_full_queue_never_makes_a_handler_wait_and_loses_no_key() -> None:
+    # A waiting handler would hold its kopf worker while kopf buffers every later event,
+    # unbounded (Controller.enqueue): the keys past the bound are parked, in order, as normal.
     setup = Setup(cache=Cache(), queue_size=1)
     for name in ("first", "second", "third"):
-        await asyncio.wait_for(setup.controller.labserver_event("ADDED", a_labserver(name)), timeout=1)
-    assert setup.controller.queue.low_count == 2, "the keys past the bound wait in the low lane"
-    assert await drain(setup) == [("lab", "first"), ("lab", "second"), ("lab", "third")]
+        setup.controller.labserver_event("ADDED", a_labserver(name))  # plain calls: nothing to wait on
+    assert setup.controller.queue.parked_count == 2, "the keys past the bound are parked"
+    assert setup.controller.queue.low_count == 0, "still new work: not behind a relist"
+    assert asyncio.run(drain(setup)) == [("lab", "first"), ("lab", "second"), ("lab", "third")]
 
 
 async def test_a_sync_that_takes_long_says_which_kinds_it_waits_for(caplog: pytest.LogCaptureFixture) -> None:

@@ -212,9 +212,15 @@ async def _until(condition: object) -> None:
         await asyncio.sleep(0)
 
 
-async def test_enqueue_nowait_puts_a_normal_key_that_finds_the_queue_full_in_the_low_lane() -> None:
+async def test_enqueue_nowait_parks_a_normal_key_that_finds_the_queue_full_and_keeps_its_order() -> None:
     controller, _ = build(Recorder(), [], queue_size=1)
     controller.enqueue_nowait(("ns", "a"))
     controller.enqueue_nowait(("ns", "b"))
-    assert len(controller.queue) == 2
-    assert controller.queue.low_count == 1
+    controller.enqueue_nowait(("ns", "listed"), LOW)
+    assert (len(controller.queue), controller.queue.parked_count, controller.queue.low_count) == (2, 1, 1)
+    taken = []
+    for _ in range(3):
+        key = await controller.queue.get()
+        controller.queue.done(key)
+        taken.append(key)
+    assert taken == [("ns", "a"), ("ns", "b"), ("ns", "listed")], "the parked key is still new work"

@@ -52,13 +52,13 @@ class RecordingController:
         self.events: list[tuple[str, str | None, Mapping[str, Any]]] = []
         self.stopped = False
 
-    async def labserver_event(self, event_type: str | None, body: Mapping[str, Any]) -> None:
+    def labserver_event(self, event_type: str | None, body: Mapping[str, Any]) -> None:
         self.events.append(("labserver", event_type, body))
 
-    async def deployment_event(self, event_type: str | None, body: Mapping[str, Any]) -> None:
+    def deployment_event(self, event_type: str | None, body: Mapping[str, Any]) -> None:
         self.events.append(("deployment", event_type, body))
 
-    async def service_event(self, event_type: str | None, body: Mapping[str, Any]) -> None:
+    def service_event(self, event_type: str | None, body: Mapping[str, Any]) -> None:
         self.events.append(("service", event_type, body))
 
     async def stop(self) -> None:

@@ -6,6 +6,7 @@ tests pin the pure parts: the shapes the rules give, and that reading and writin
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -133,3 +134,23 @@ def test_without_a_desired_hash_the_fingerprint_is_computed_each_time() -> None:
     desired = build_deployment(a_labserver(), a_spec(a_labserver()))
     del desired["metadata"]["annotations"][DESIRED_HASH]
     assert ownedfields.applied_fingerprint(desired) == fingerprint(applied_fields(desired))
+
+
+def test_a_full_memo_drops_the_fingerprint_used_least_recently() -> None:
+    memo = ownedfields.Memo(size=2)
+    made: list[str] = []
+
+    def make(value: str) -> Callable[[], str]:
+        def made_now() -> str:
+            made.append(value)
+            return value
+
+        return made_now
+
+    memo.get(b"a", make("A"))
+    memo.get(b"b", make("B"))
+    assert memo.get(b"a", make("A again")) == "A", "a hit: not made again"
+    memo.get(b"c", make("C"))  # full: b, used least recently, goes
+    assert len(memo) == 2
+    assert memo.get(b"b", make("B again")) == "B again"
+    assert made == ["A", "B", "C", "B again"]

@@ -20,7 +20,7 @@ from labop.runtime.ratelimit import (
     MaxOfRateLimiter,
     default_controller_rate_limiter,
 )
-from labop.runtime.workqueue import QueueShutDown, WorkQueue
+from labop.runtime.workqueue import LOW, QueueShutDown, WorkQueue
 
 pytestmark = pytest.mark.timeout(10)
 
@@ -530,6 +530,26 @@ async def test_add_after_never_blocks_on_a_full_queue_and_parks_the_key_until_th
     assert len(queue) == 1
     assert queue.parked_count == 2
     assert await drain_now(queue) == ["a", "b", "c"]
+
+
+async def test_admit_never_waits_parks_new_normal_keys_in_order_and_dedupes_them() -> None:
+    queue, _clock = make_queue(maxsize=1)
+    queue.admit("a")
+    queue.admit("b")
+    queue.admit("c")
+    queue.admit("b")  # already parked: one entry
+    queue.admit("listed", LOW)
+    assert (len(queue), queue.parked_count, queue.low_count) == (2, 2, 1)
+    assert await drain_now(queue) == ["a", "b", "c", "listed"]
+
+
+async def test_admit_at_normal_priority_moves_a_parked_low_key_up_not_twice() -> None:
+    queue, _clock = make_queue(maxsize=1)
+    queue.admit("first")
+    queue.admit("x", LOW)
+    queue.admit("x")
+    assert (queue.parked_count, queue.low_count) == (1, 0)
+    assert await drain_now(queue) == ["first", "x"]
 
 
 async def test_a_worker_requeueing_its_own_key_on_a_full_queue_does_not_deadlock() -> None:

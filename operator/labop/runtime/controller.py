@@ -178,13 +178,11 @@ class Controller:
         await self.queue.add(key, priority)
 
     def enqueue_nowait(self, key: Key, priority: Priority = NORMAL) -> None:
-        """`enqueue` that never waits: a normal key that finds the queue full goes into the low
-        lane instead (never refused there; reached all the same, after the new work). For a
-        producer that must not wait, e.g. before the workers run, when nobody would make room."""
-        try:
-            self.queue.add_nowait(key, priority)
-        except asyncio.QueueFull:
-            self.queue.add_nowait(key, LOW)
+        """`enqueue` that never waits and is never refused: a new normal key that finds the queue
+        full is parked, in order (`WorkQueue.admit`). For a producer that must not wait: one
+        that cannot take backpressure (an event source that buffers what it reads meanwhile),
+        or runs before the workers do, when nobody would make room."""
+        self.queue.admit(key, priority)
 
     def owner_of(self, child: Mapping[str, Any]) -> Key | None:
         """The key an owned object's event maps to: the primary that controls it, if one does.

@@ -38,8 +38,9 @@ oldest low key in gets (at most `LOW_EVERY - 1` normal keys go before it).
 What a key can be
 -----------------
 * waiting, normal: in the FIFO of normal keys; never more than `maxsize` of them.
-* parked: a normal key accepted without room in that FIFO (see "never blocks" below). Served
-  before any brand-new normal key, in order.
+* parked: a normal key accepted without room in that FIFO (`admit`, a requeue, a due delayed
+  key: see "Who never waits" and "never block" below). Served before any brand-new normal key,
+  in order.
 * waiting, low: in the low lane, an ordered set (oldest first). Not bounded by `maxsize`: see
   "who waits"; there is at most one entry per distinct key, so it is bounded by the number of
   distinct objects the caller's cache holds.
@@ -58,17 +59,26 @@ Who waits
 ---------
 Only a producer offering a *new* key (neither waiting, parked nor processing) at *normal*
 priority to `await add(key)` waits, and only while `maxsize` normal keys are waiting.
-`add_nowait(key)` raises `asyncio.QueueFull` instead. Inside kopf this matters: kopf runs one
-worker task per object, fed by an unbounded per-object queue of raw events, processed in order
-without coalescing. A handler awaiting `add` blocks only its own object's kopf worker; that
-object's raw events pile up in kopf's per-object queue meanwhile, while other objects'
-handlers go on (until they too meet a full queue). So the backlog moves upstream, into kopf,
-for the blocked objects only and only while we are full; once the key is in, every further
-event of that object is deduped here. Enqueue from `@kopf.on.event` handlers, which keep no
-state, so a parked handler delays no kopf bookkeeping.
+`add_nowait(key)` raises `asyncio.QueueFull` instead, and `admit(key)` parks the key (below).
 Blocked producers get in in the order they came: a room freed by `get` is promised to the first
 of them, and a newcomer (`add` or `add_nowait`) that arrives before that producer runs finds
 the queue full, so nobody is starved by a stream of later keys.
+
+Who never waits
+---------------
+Backpressure helps only a producer that holds nothing while it waits: the Go lesson's sender
+blocked on a full channel, a batch job, a test. A watch is not one. The apiserver does not
+slow down for a slow watcher (it drops it, and the relist costs more), and kopf, whose
+handlers feed the operator's queue, goes on reading while a handler waits: it keeps each later
+event, parsed, in per-object queues of its own without bound, and its cap on per-object tasks
+bounds the tasks, not those queues. A waiting handler thus turns a key of a few bytes into
+kilobytes of JSON held upstream; at 3,000 LabServers created at once the operator kept 27 KiB
+per LabServer with waiting handlers and 12 KiB with `admit` (BENCHMARKS.md). So event sources
+use `admit(key, priority)`: never waits, never refused; a new normal key that finds the FIFO
+full is *parked*, in order, and served before any normal key that comes later. What bounds
+memory is then the dedupe: at most one entry per distinct key in the whole queue (FIFO,
+parked, low lane), so the queue never holds more entries than the caller's cache holds objects,
+whatever the event rate. That is client-go's bound too (its queue has no size, only dedupe).
 
 Low-priority adds never wait and are never refused (`add(key, LOW)` returns at once,
 `add_nowait(key, LOW)` never raises). Why: with 5,000 objects listed after a restart and a
@@ -81,9 +91,9 @@ is bounded by that cache, one entry per object, and needs no backpressure of its
 periodic resync therefore reaches every key, whatever their number (`Controller.resync`).
 A normal add that moves a low key up does not wait either: the key already has its entry.
 
-The operator chooses per call site: `await add` where stalling that one object is the right
-backpressure (event handlers), `add_nowait` where the caller must not stall (sync code),
-falling back on `QueueFull` to e.g. `add_after(key, delay)`.
+The caller chooses per call site: `await add` where stalling the producer is the right
+backpressure, `add_nowait` where it must not stall and has a fallback for `QueueFull` (e.g.
+`add_after(key, delay)`), `admit` where it can neither wait nor be refused (event sources).
 
 Why delayed adds and requeues never block
 -----------------------------------------
@@ -93,9 +103,8 @@ deadlock the whole pool. So they are plain calls. When such a key becomes ready 
 passed, or `done` finds it dirty) at normal priority and the FIFO is full, it is *parked*: held,
 in order, and moved into the FIFO as soon as a `get` makes room, ahead of any producer blocked
 in `add`. It is never lost and never pushes the normal FIFO past `maxsize`; the parked keys are
-at most one per distinct key (usually at most one per worker plus the keys whose delay ran out
-while full). The choice favours retries of known objects over new objects when the operator is
-saturated. At low priority such a key simply joins the low lane.
+at most one per distinct key. The choice favours retries of known objects over new objects
+when the operator is saturated. At low priority such a key simply joins the low lane.
 
 One timer task serves the heap of delayed keys (not one task per key): it sleeps on the clock
 until the earliest deadline or until an earlier entry arrives, then admits what is due.
@@ -368,6 +377,19 @@ class WorkQueue(Generic[K]):
             raise asyncio.QueueFull(f"work queue {self._name} has {self._maxsize} keys waiting")
         self._insert_new(key)
 
+    def admit(self, key: K, priority: Priority = NORMAL) -> None:
+        """Queue `key` without ever waiting or being refused: a new normal key that finds the
+        FIFO full is parked (in order, served before any later normal key), a low one joins
+        the low lane. For producers that cannot take backpressure (see "Who never waits");
+        requeues and due delayed keys come in the same way."""
+        if self._absorbed(key, priority):
+            return
+        self._mark_dirty(key, priority)
+        if priority < NORMAL:
+            self._push_low(key)
+        else:
+            self._enqueue(key)
+
     def add_after(self, key: K, seconds: float, priority: Priority = NORMAL) -> None:
         """Queue `key` at `priority` once `seconds` have passed; never blocks (a normal key due
         while the FIFO is full is parked)."""
@@ -375,7 +397,7 @@ class WorkQueue(Generic[K]):
             return
         self._metrics.retry()
         if not seconds > 0:  # also catches NaN
-            self._admit(key, priority)
+            self.admit(key, priority)
             return
         ready_at = self._clock.now() + seconds
         current = self._delayed.get(key)
@@ -533,16 +555,6 @@ class WorkQueue(Generic[K]):
         self._fifo.append(key)
         self._wake_first(self._getters)
 
-    def _admit(self, key: K, priority: Priority) -> None:
-        """Non-blocking add for requeues and due delayed keys: parks instead of waiting."""
-        if self._absorbed(key, priority):
-            return
-        self._mark_dirty(key, priority)
-        if priority < NORMAL:
-            self._push_low(key)
-        else:
-            self._enqueue(key)
-
     def _enqueue(self, key: K) -> None:
         if not self._has_room():
             self._parked.append(key)
@@ -686,7 +698,7 @@ class WorkQueue(Generic[K]):
             entry = self._delayed.get(key)
             if entry is not None and entry[:2] == (ready_at, seq):
                 del self._delayed[key]
-                self._admit(key, entry[2])
+                self.admit(key, entry[2])
 
     def _wake_timer(self) -> None:
         if self._timer_wakeup is not None and not self._timer_wakeup.done():
