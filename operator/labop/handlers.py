@@ -9,6 +9,8 @@ behind a relist of every LabServer). No state-tracking handlers (on.create/updat
 kopf writes no annotations, finalizers or status of its own onto anybody's objects.
 No ``@kopf.index``: kopf gates every handler on its indexes with per-object toggles that made a
 relist quadratic; our stores and their sync (``labop.kopfsync``) do that job in linear time.
+No daemon, timer or index either: kopf then needs no memory per object, and keeps none
+(``labop.kopfmemory``).
 Startup builds the ``Controller`` (settings from ``memo`` when started by ``python -m labop``,
 else from the environment, since ``kopf run`` owns the command line), tunes kopf's settings, and
 has our log lines follow kopf's ``--log-format`` (``follow_kopf_log_format``).
@@ -25,6 +27,7 @@ import kopf
 from labkit.logs import with_fields
 from labop.cache import DEPLOYMENTS, LABSERVERS, SERVICES, Cache
 from labop.controller import Controller, new_registry
+from labop.kopfmemory import forget_objects
 from labop.kopfsync import observe_listings
 from labop.kubeapi import KubeApi, KubeLeaseClient, load_client
 from labop.memory import freeze_imports
@@ -133,6 +136,7 @@ async def start_controller(settings: kopf.OperatorSettings, memo: kopf.Memo, **_
         )
     cache = Cache()
     observe_listings(cache.sync, {LABSERVERS, DEPLOYMENTS, SERVICES})  # before kopf's watchers start
+    forget_objects()  # kopf keeps no per-object memory: we use none of it (labop.kopfmemory)
     memo.controller = Controller(ours, cache, api, registry, lease_client=lease_client)
     await memo.controller.start()
     freeze_imports()  # everything is imported and built: see labop.memory

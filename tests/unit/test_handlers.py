@@ -15,6 +15,7 @@ from typing import Any, cast
 
 import kopf
 import pytest
+from kopf._core.reactor import inventory
 from kubernetes.client import ApiClient
 from prometheus_client import generate_latest
 from tests.support.caches import list_into
@@ -39,6 +40,12 @@ async def invoke(handler: Any, **kwargs: Any) -> Any:
     """Call a handler as kopf does: sync or async, by keyword only."""
     result = handler(**kwargs)
     return await result if inspect.isawaitable(result) else result
+
+
+@pytest.fixture(autouse=True)
+def kopfs_own_memories(monkeypatch: pytest.MonkeyPatch) -> None:
+    """start_controller makes kopf's per-object memory ephemeral (labop.kopfmemory): undone after."""
+    monkeypatch.setattr(inventory.ResourceMemories, "recall", inventory.ResourceMemories.recall)
 
 
 def a_body(raw: dict[str, Any]) -> kopf.Body:
