@@ -2,7 +2,8 @@
 
 Role: with MEMTRACE_OUT set, start tracemalloc (MEMTRACE_FRAMES frames, default 25) and dump a
 snapshot to MEMTRACE_OUT on SIGUSR1, so that the operator runs unchanged (``kopf run``) and is
-still measured from outside. Without MEMTRACE_OUT it does nothing.
+still measured from outside. With MEMSTATS_OUT instead, SIGUSR1 writes the allocators' state
+there, untraced (``bench/first_pass_memory.py`` uses it). Without either it does nothing.
 """
 
 import os
@@ -112,3 +113,78 @@ if _OUT:
             f.write("\n".join(lines))
 
     signal.signal(signal.SIGPWR, _iterator_holders)
+
+
+_STATS = os.environ.get("MEMSTATS_OUT")
+if _STATS and not _OUT:
+
+    def _allocator_stats(signum: int, frame: object) -> None:
+        """SIGUSR1 with MEMSTATS_OUT (and no MEMTRACE_OUT): where the RSS sits, untraced. VmRSS;
+        glibc's heap (mallinfo2: in use, free) before and after a full collection and
+        malloc_trim; CPython's small-object allocator (arenas, bytes in used blocks, bytes free
+        inside kept arenas: the fragmentation); the most common object types the collector
+        tracks (frozen import-time objects excluded)."""
+        import collections
+        import ctypes
+        import gc
+        import sys
+        import tempfile
+
+        class MallInfo2(ctypes.Structure):
+            _fields_ = [
+                (name, ctypes.c_size_t)
+                for name in (
+                    "arena",
+                    "ordblks",
+                    "smblks",
+                    "hblks",
+                    "hblkhd",
+                    "usmblks",
+                    "fsmblks",
+                    "uordblks",
+                    "fordblks",
+                    "keepcost",
+                )
+            ]
+
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallinfo2.restype = MallInfo2
+
+        def status() -> list[str]:
+            with open("/proc/self/status") as f:
+                return [line.strip() for line in f if line.startswith(("VmRSS", "VmHWM", "RssAnon"))]
+
+        def glibc(label: str) -> str:
+            info = libc.mallinfo2()
+            return (
+                f"glibc {label}: heap {info.arena / 2**20:.1f} MiB, in use {info.uordblks / 2**20:.1f},"
+                f" free {info.fordblks / 2**20:.1f}, mmapped {info.hblkhd / 2**20:.1f}"
+            )
+
+        lines = [*status(), glibc("as found")]
+        gc.collect()
+        libc.malloc_trim(0)
+        lines += [glibc("after collect+trim"), *status()]
+        with tempfile.TemporaryFile("w+") as tmp:  # _debugmallocstats writes to the C stderr
+            saved = os.dup(2)
+            os.dup2(tmp.fileno(), 2)
+            try:
+                sys._debugmallocstats()
+            finally:
+                os.dup2(saved, 2)
+                os.close(saved)
+            tmp.seek(0)
+            lines += [
+                line
+                for line in tmp.read().splitlines()
+                if line.startswith(("# arenas", "# bytes in", "Total")) and "arena map" not in line
+            ][:8]
+        tracked = gc.get_objects()
+        lines.append(f"objects tracked: {len(tracked)}, frozen: {gc.get_freeze_count()}")
+        common = collections.Counter(type(o).__qualname__ for o in tracked).most_common(15)
+        lines += [f"  {count:8d} {name}" for name, count in common]
+        with open(_STATS + ".tmp", "w") as f:
+            f.write("\n".join(lines) + "\n")
+        os.replace(_STATS + ".tmp", _STATS)
+
+    signal.signal(signal.SIGUSR1, _allocator_stats)
