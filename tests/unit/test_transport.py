@@ -151,15 +151,16 @@ async def created(request: web.Request) -> web.StreamResponse:
     return web.json_response({"kind": "Deployment"}, status=201)
 
 
+async def unauthorized_until_the_new_token(request: web.Request) -> web.StreamResponse:
+    if request.headers.get("Authorization") != "Bearer new":
+        return web.json_response({"kind": "Status", "message": "Unauthorized"}, status=401)
+    return web.json_response({})
+
+
 async def test_a_401_reads_the_token_again_and_sends_the_request_once_more(apiserver: FakeApiserver) -> None:
     hook = TokenHook("old", "new")
 
-    async def answer(request: web.Request) -> web.StreamResponse:
-        if request.headers.get("Authorization") != "Bearer new":
-            return web.json_response({"kind": "Status", "message": "Unauthorized"}, status=401)
-        return web.json_response({})
-
-    apiserver.answer = answer
+    apiserver.answer = unauthorized_until_the_new_token
     api = ApiTransport(a_config(apiserver.url, hook), connections=1)
     try:
         sent = await api.send("POST", "/x", [], "application/json", b"{}", deadline=lambda: 5.0)
@@ -391,12 +392,7 @@ async def test_every_request_sent_is_counted_by_status_method_and_host_as_client
 async def test_the_resend_after_a_401_is_counted_as_a_request_of_its_own(apiserver: FakeApiserver) -> None:
     hook = TokenHook("old", "new")
 
-    async def answer(request: web.Request) -> web.StreamResponse:
-        if request.headers.get("Authorization") != "Bearer new":
-            return web.json_response({"kind": "Status", "message": "Unauthorized"}, status=401)
-        return web.json_response({})
-
-    apiserver.answer = answer
+    apiserver.answer = unauthorized_until_the_new_token
     registry = CollectorRegistry()
     api = ApiTransport(a_config(apiserver.url, hook), connections=1, registry=registry)
     try:
