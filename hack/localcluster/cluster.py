@@ -20,6 +20,7 @@ can report on it or stop it.
 from __future__ import annotations
 
 import json
+import random
 import shutil
 import socket
 import subprocess
@@ -78,10 +79,34 @@ class ClusterSettings:
             components.merge_flags(["check"], flags)  # a malformed flag fails here, not at start-up
 
 
+# Listening ports are picked below the kernel's ephemeral range. A port the kernel hands out for
+# bind(0) is an ephemeral one, and between our check and the component's own bind (a second or
+# two of start-up) any outgoing connection on the machine may take it as its local port: the
+# component then fails to start (seen in CI: an operator replica exiting with its port taken).
+# Below the range only another listener can take it.
+LISTEN_PORTS = range(20000, 32768)
+
+
+def _ephemeral_low() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
 def free_port() -> int:
-    # The port is free now; a race with another process is possible but harmless here: the
-    # component then fails to bind and start-up reports it with the log tail.
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+    """A loopback port nobody listens on now, outside the ephemeral range where the kernel can
+    give it to an outgoing connection; random, so that concurrent callers rarely pick the same."""
+    ports = range(LISTEN_PORTS.start, min(LISTEN_PORTS.stop, _ephemeral_low()))
+    for _ in range(100):
+        port = random.choice(ports)
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:  # a crowded range: any free one
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
 
