@@ -37,7 +37,6 @@ from __future__ import annotations
 import asyncio
 import ssl
 import time
-import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -49,6 +48,7 @@ from kubernetes.client.rest import should_bypass_proxies
 from prometheus_client import CollectorRegistry, Counter
 
 from labop.apierrors import unreachable
+from labop.runtime.metrics import once_per_registry
 
 # How long a bearer token read from the client's configuration is used before it is read again
 # (the in-cluster loader itself re-reads its file at most once a minute).
@@ -111,19 +111,16 @@ class RequestMetrics:
         self._family.labels(code=code, method=method, host=self._host).inc()
 
 
-_requests_by_registry: weakref.WeakKeyDictionary[CollectorRegistry, Counter] = weakref.WeakKeyDictionary()
+def _new_requests_family(registry: CollectorRegistry) -> Counter:
+    return Counter(
+        "rest_client_requests_total",
+        "Number of HTTP requests, partitioned by status code, method, and host.",
+        ("code", "method", "host"),
+        registry=registry,
+    )
 
 
-def _requests_family(registry: CollectorRegistry) -> Counter:
-    family = _requests_by_registry.get(registry)
-    if family is None:
-        family = _requests_by_registry[registry] = Counter(
-            "rest_client_requests_total",
-            "Number of HTTP requests, partitioned by status code, method, and host.",
-            ("code", "method", "host"),
-            registry=registry,
-        )
-    return family
+_requests_family = once_per_registry(_new_requests_family)
 
 
 class Credentials:

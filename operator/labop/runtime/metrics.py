@@ -39,8 +39,8 @@ harmless and can be switched off process-wide with PROMETHEUS_DISABLE_CREATED_SE
 from __future__ import annotations
 
 import weakref
-from collections.abc import Hashable, Iterable
-from typing import Final
+from collections.abc import Callable, Hashable, Iterable
+from typing import Final, TypeVar
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily
@@ -48,6 +48,23 @@ from prometheus_client.metrics_core import Metric
 
 from labop.runtime.clock import Clock, MonotonicClock
 from labop.runtime.workqueue import NORMAL, Priority
+
+F = TypeVar("F")
+
+
+def once_per_registry(build: Callable[[CollectorRegistry], F]) -> Callable[[CollectorRegistry], F]:
+    """``build(registry)`` made once per registry and shared by every later caller (a family
+    registered twice on one registry is an error); a registry's families go with it."""
+    made: weakref.WeakKeyDictionary[CollectorRegistry, F] = weakref.WeakKeyDictionary()
+
+    def families(registry: CollectorRegistry) -> F:
+        found = made.get(registry)
+        if found is None:
+            found = made[registry] = build(registry)
+        return found
+
+    return families
+
 
 __all__ = [
     "QUEUE_DURATION_BUCKETS",
@@ -200,16 +217,7 @@ class _WorkqueueFamilies:
         registry.register(self.in_flight)
 
 
-_workqueue_by_registry: weakref.WeakKeyDictionary[CollectorRegistry, _WorkqueueFamilies] = (
-    weakref.WeakKeyDictionary()
-)
-
-
-def _workqueue_families(registry: CollectorRegistry) -> _WorkqueueFamilies:
-    families = _workqueue_by_registry.get(registry)
-    if families is None:
-        families = _workqueue_by_registry[registry] = _WorkqueueFamilies(registry)
-    return families
+_workqueue_families = once_per_registry(_WorkqueueFamilies)
 
 
 # --------------------------------------------------------------------------- controller
@@ -319,13 +327,4 @@ class _ControllerFamilies:
         )
 
 
-_controller_by_registry: weakref.WeakKeyDictionary[CollectorRegistry, _ControllerFamilies] = (
-    weakref.WeakKeyDictionary()
-)
-
-
-def _controller_families(registry: CollectorRegistry) -> _ControllerFamilies:
-    families = _controller_by_registry.get(registry)
-    if families is None:
-        families = _controller_by_registry[registry] = _ControllerFamilies(registry)
-    return families
+_controller_families = once_per_registry(_ControllerFamilies)
