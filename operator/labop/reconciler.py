@@ -6,7 +6,9 @@ permanent error, reported in status, not retried); look at same-named children t
 ours (an earlier LabServer's of the same name: wait for the garbage collector; anyone else's:
 ChildConflict, left alone); server-side apply the Deployment and the Service built by the pure
 builders (a deleted child comes back, a hand-edited owned field is restored); compute the status
-from what the apply returned and write it only when it changed; post Events on transitions.
+from what the apply returned and write it only when it changed (a pass that applied the
+Deployment leaves it to the next pass, which that apply's watch event brings: see
+``_status_waits_for_the_deployment_controller``); post Events on transitions.
 Each write says so in the log: a child's apply at INFO with why it was due (``out_of_date``),
 a status write at DEBUG; a write nobody expected is then explained by the log alone.
 
@@ -53,7 +55,7 @@ from labop.ownedfields import applied_fingerprint
 from labop.recorder import NORMAL, WARNING, EventRecorder
 from labop.runtime import PermanentError, Result, TransientError
 from labop.spec import LabServerSpec, parse_spec
-from labop.status import Problem, compute_status, foreign_children_problem
+from labop.status import TRUE, Problem, compute_status, foreign_children_problem
 
 log = logging.getLogger("labop.reconciler")
 Children = dict[str, dict[str, Any] | None]
@@ -120,6 +122,25 @@ def out_of_date(cached: Mapping[str, Any] | None, desired: Mapping[str, Any], ma
     return None if owned == applied_fingerprint(desired) else "owned fields changed"
 
 
+def _status_waits_for_the_deployment_controller(ls: Mapping[str, Any], changed: set[str]) -> bool:
+    """Whether this pass leaves the status to the next one: its apply changed the Deployment,
+    and the stored status reports no problem.
+
+    Why: right after our apply, the Deployment's controller has not seen the new generation, so
+    the status could only say "waiting for the Deployment controller", which the Created Event
+    (or the user's own edit) already says, and which is out of date moments later. The apply's
+    own watch event always brings a next pass (a child's event is normal priority:
+    ``event_priority``), and that pass writes what the Deployment controller reported:
+    milliseconds later when the operator is idle; under load, after the queue wait, by when the
+    rollout has often finished, so the status goes straight to Ready and one write per
+    LabServer is saved (1,000 created at once: 2 status writes per LabServer became 1, and the
+    apiserver's CPU fell by about a sixth; BENCHMARKS.md). A stored problem (Degraded: an
+    invalid spec now fixed, an error now passed) is cleared at once instead of standing through
+    that wait.
+    """
+    return "Deployment" in changed and _condition(ls.get("status"), reasons.DEGRADED).get("status") != TRUE
+
+
 def _reset_owned_lists(obj: Mapping[str, Any]) -> list[dict[str, Any]]:
     """JSON patch operations that set the keyed lists of ``obj`` to exactly ours."""
     if obj["kind"] == "Service":
@@ -177,7 +198,9 @@ class Reconciler:
         cached: Children = {"Deployment": self._cache.deployment(key), "Service": self._cache.service(key)}
         if waiting := await self._check_foreign_children(ls, cached):
             return waiting
-        children = await self._apply_children(key, ls, spec, cached)
+        children, changed = await self._apply_children(key, ls, spec, cached)
+        if _status_waits_for_the_deployment_controller(ls, changed):
+            return self._recheck_if_created_unseen(key, cached, children)
         if (written := await self._write_status(ls, children, problem=None)) is not None:
             await self._record_ready_transition(ls, ls.get("status") or {}, written)
         return self._recheck_if_created_unseen(key, cached, children)
@@ -243,23 +266,28 @@ class Reconciler:
 
     async def _apply_children(
         self, key: Key, ls: dict[str, Any], spec: LabServerSpec, cached: Children
-    ) -> Children:
+    ) -> tuple[Children, set[str]]:
+        """Each child as it is now, and the kinds whose apply stored a new version (so a watch
+        event of theirs is sure to follow: an apply that changes nothing moves no version)."""
         desired = {"Deployment": build_deployment(ls, spec), "Service": build_service(ls, spec)}
         children: Children = {}
+        changed: set[str] = set()
         created: list[str] = []
         for kind, obj in desired.items():
-            children[kind], was_created = await self._apply_if_changed(key, ls, obj, cached[kind])
-            if was_created:
+            children[kind], applied = await self._apply_if_changed(key, ls, obj, cached[kind])
+            if applied is not None and _version(applied.obj) != _version(cached[kind]):
+                changed.add(kind)
+            if applied is not None and applied.created:
                 created.append(f"Created {kind} {key[1]}")
         if created:  # one Event for the pass, not one per child: a write each (reasons.py)
             await self._recorder.record(ls, NORMAL, reasons.EVENT_CREATED, "; ".join(created))
-        return children
+        return children, changed
 
     async def _apply_if_changed(
         self, key: Key, ls: dict[str, Any], desired: dict[str, Any], cached: dict[str, Any] | None
-    ) -> tuple[dict[str, Any], bool]:
+    ) -> tuple[dict[str, Any], Applied | None]:
         """Apply ``desired`` unless the cached child shows that the apply would change nothing;
-        the child as it is now, and whether this call created it.
+        the child as it is now, and the apply if this call made one.
 
         Skipped when the child (already known to be controlled by ``ls``, by uid) carries the
         desired-hash annotation of ``desired`` and our field manager's Apply entry in its
@@ -281,9 +309,9 @@ class Reconciler:
         why = out_of_date(cached, desired, self._manager)
         if cached is not None and why is None:
             self._pending.pop((kind, key), None)
-            return cached, False
+            return cached, None
         if (pending := self._still_pending(kind, key, cached, wanted)) is not None:
-            return pending, False
+            return pending, None
         applied = await self._apply(ls, desired, existed=cached is not None)
         self._pending[(kind, key)] = _Pending(
             wanted, _version(cached), child_entry(applied.obj), self._now() + PENDING
@@ -299,7 +327,7 @@ class Reconciler:
             cached_version=_version(cached) or "-",
             version=_version(applied.obj) or "-",
         )
-        return applied.obj, applied.created
+        return applied.obj, applied
 
     def _still_pending(
         self, kind: str, key: Key, cached: Mapping[str, Any] | None, wanted: str

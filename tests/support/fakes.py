@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
@@ -38,6 +39,10 @@ class FakeApi:
         # a status write based on another version is refused with 409, as the apiserver does.
         self.labserver_versions: dict[tuple[str, str], str] = {}
         self.stored: list[dict[str, Any]] = []  # the statuses that passed their precondition
+        # Called with each apply's watch event type and object, as a watch brings it back: a
+        # controller test feeds them to the controller, whose reconciler writes the status of a
+        # new LabServer only in the pass that this event brings.
+        self.watchers: list[Callable[[str, dict[str, Any]], None]] = []
 
     async def apply(self, obj: dict[str, Any]) -> Applied:
         self.calls.append(("apply", copy.deepcopy(obj)))
@@ -63,6 +68,8 @@ class FakeApi:
             {"manager": FIELD_MANAGER, "operation": "Apply", "fieldsV1": owned}
         ]
         self.live[identity] = copy.deepcopy(live)
+        for watcher in self.watchers:
+            watcher("ADDED" if created else "MODIFIED", copy.deepcopy(live))
         return Applied(obj=live, created=created)
 
     async def json_patch(self, obj: dict[str, Any], operations: list[dict[str, Any]]) -> None:

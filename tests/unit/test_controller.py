@@ -33,13 +33,21 @@ def quiet_settings(**overrides: Any) -> OperatorSettings:
 
 
 class Setup:
-    """A Controller over a synced cache (LabServers only; no children) and a FakeApi."""
+    """A Controller over a synced cache and a FakeApi whose applies come back as watch events."""
 
     def __init__(self, cache: Cache | None = None, **settings: Any) -> None:
         self.cache = cache or a_synced_cache()
         self.api = FakeApi()
         self.registry = CollectorRegistry()
         self.controller = Controller(quiet_settings(**settings), self.cache, self.api, registry=self.registry)
+        self.api.watchers.append(self.watch_event)
+
+    def watch_event(self, event_type: str, child: dict[str, Any]) -> None:
+        """An applied child's watch event, into the controller as kopf would hand it over."""
+        if child["kind"] == "Deployment":
+            self.controller.deployment_event(event_type, child)
+        else:
+            self.controller.service_event(event_type, child)
 
     def cache_labserver(self, name: str, namespace: str = "lab") -> dict[str, Any]:
         ls = a_labserver(name, namespace=namespace)
@@ -365,6 +373,7 @@ class Elected(Setup):
             identity=identity,
             exit_process=self.exits.append,
         )
+        self.api.watchers.append(self.watch_event)
 
     def master_status(self) -> float | None:
         return self.registry.get_sample_value("leader_election_master_status", {"name": "k8s-lab-operator"})

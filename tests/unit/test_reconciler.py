@@ -114,6 +114,13 @@ class World:
     async def reconcile(self, key: Key = KEY) -> None:
         assert await self.reconciler.reconcile(key) is None
 
+    async def reconcile_with_echo(self, key: Key = KEY) -> None:
+        """A pass, then the pass that its applies' watch events bring, with the children in the
+        cache: a pass that applies the Deployment leaves the status to that one."""
+        await self.reconcile(key)
+        self.store_children()
+        await self.reconcile(key)
+
 
 @pytest.fixture
 def world() -> World:
@@ -165,9 +172,9 @@ async def test_the_applied_children_are_controlled_by_the_labserver(world: World
         )
 
 
-async def test_the_status_is_written_once_from_what_the_apply_returned(world: World) -> None:
+async def test_the_status_is_written_once_from_the_applied_children(world: World) -> None:
     world.store(a_labserver(replicas=2))
-    await world.reconcile()
+    await world.reconcile_with_echo()
     (status,) = world.api.statuses
     assert conditions(status) == {
         "Ready": ("True", "Available"),
@@ -182,14 +189,45 @@ async def test_the_status_is_written_once_from_what_the_apply_returned(world: Wo
 
 async def test_the_status_is_written_after_both_applies(world: World) -> None:
     world.store(a_labserver())
-    await world.reconcile()
+    await world.reconcile_with_echo()
     writes = [call for call, _ in world.api.calls if call != "create_event"]
     assert writes == ["apply", "apply", "apply_status"]
 
 
-async def test_a_new_labserver_gets_one_created_event_for_both_children_and_ready(world: World) -> None:
+async def test_the_pass_that_applies_the_deployment_leaves_the_status_to_the_pass_its_watch_event_brings(
+    world: World,
+) -> None:
     world.store(a_labserver())
     await world.reconcile()
+    assert world.api.statuses == []  # its controller has not seen it: nothing to report yet
+    assert world.api.events == [("Normal", "Created", "Created Deployment hello; Created Service hello")]
+
+    world.store_children()  # the applies' watch events, which enqueue the key again
+    await world.reconcile()
+
+    (status,) = world.api.statuses
+    assert conditions(status)["Ready"] == ("True", "Available")
+
+
+async def test_a_pass_that_applies_only_the_service_writes_the_status_at_once(world: World) -> None:
+    world.store(a_labserver())
+    await world.reconcile_with_echo()
+    world.store_what_was_written()
+    world.api.calls.clear()
+    del world.services[KEY]  # deleted by hand, and a pod lost meanwhile
+    world.api.existing.discard(("Service", *KEY))
+    world.deployment_status_becomes({"observedGeneration": 1, "replicas": 1, "updatedReplicas": 1})
+
+    await world.reconcile()
+
+    assert world.api.applied_kinds == ["Service"]
+    (status,) = world.api.statuses
+    assert conditions(status)["Ready"] == ("False", "ReplicasUnavailable")
+
+
+async def test_a_new_labserver_gets_one_created_event_for_both_children_and_ready(world: World) -> None:
+    world.store(a_labserver())
+    await world.reconcile_with_echo()
     assert world.api.events == [
         ("Normal", "Created", "Created Deployment hello; Created Service hello"),
         ("Normal", "Ready", "1 of 1 replicas available."),
@@ -208,7 +246,7 @@ async def test_only_children_the_apiserver_created_get_a_created_event(world: Wo
 
 async def test_a_second_pass_over_the_written_status_writes_nothing(world: World) -> None:
     world.store(a_labserver())
-    await world.reconcile()
+    await world.reconcile_with_echo()
     world.store_what_was_written()
     world.api.calls.clear()
 
@@ -222,7 +260,7 @@ async def test_a_second_pass_over_the_written_status_writes_nothing(world: World
 async def test_a_rollout_in_progress_is_reported_and_then_its_end_is_written_once(world: World) -> None:
     world.store(a_labserver(replicas=2))
     world.api.deployment_status = {"observedGeneration": 1, "replicas": 2, "updatedReplicas": 2}
-    await world.reconcile()
+    await world.reconcile_with_echo()
     (rolling,) = world.api.statuses
     assert conditions(rolling)["Ready"] == ("False", "ReplicasUnavailable")
     assert ("Normal", "Ready", "1 of 1 replicas available.") not in world.api.events
@@ -238,7 +276,7 @@ async def test_a_rollout_in_progress_is_reported_and_then_its_end_is_written_onc
 
 async def test_losing_readiness_posts_a_not_ready_warning(world: World) -> None:
     world.store(a_labserver())
-    await world.reconcile()
+    await world.reconcile_with_echo()
     world.store_what_was_written()
     world.api.calls.clear()
 
@@ -289,7 +327,7 @@ async def test_the_same_invalid_spec_again_writes_and_posts_nothing_new(world: W
     assert world.api.calls == []
 
 
-async def test_fixing_the_spec_clears_the_problem(world: World) -> None:
+async def test_fixing_the_spec_clears_the_problem_in_the_pass_that_applies_the_fix(world: World) -> None:
     ls = world.store(a_labserver(resources=GREEDY))
     with pytest.raises(PermanentError):
         await world.reconciler.reconcile(KEY)
@@ -351,7 +389,7 @@ async def test_once_the_earlier_labservers_child_is_collected_the_new_one_gets_i
     del world.services[KEY]  # the garbage collector removed it
     world.api.existing.discard(("Service", *KEY))
 
-    await world.reconcile()
+    await world.reconcile_with_echo()
 
     assert world.api.applied_kinds == ["Deployment", "Service"]
     assert conditions(world.api.statuses[-1])["Ready"] == ("True", "Available")
@@ -437,7 +475,7 @@ async def test_the_labserver_vanishing_during_the_status_write_ends_the_pass_qui
 ) -> None:
     world.store(a_labserver())
     world.api.status_error = error
-    await world.reconcile()
+    await world.reconcile_with_echo()
     assert len(world.api.statuses) == 1  # tried once, then gave up without an error
     assert ("Normal", "Ready", "1 of 1 replicas available.") not in world.api.events
 
@@ -716,7 +754,7 @@ async def test_a_pass_before_the_cache_sees_our_status_write_stores_nothing_and_
     world: World,
 ) -> None:
     world.store(a_labserver())
-    await world.reconcile()
+    await world.reconcile_with_echo()
     world.store_children()
     stored, events = list(world.api.stored), list(world.api.events)
     # The watch has not delivered our status write yet: the cached LabServer is unchanged, so
@@ -735,7 +773,7 @@ async def test_a_labserver_deleted_and_recreated_under_the_same_name_starts_from
     world: World,
 ) -> None:
     world.store(a_labserver())
-    await world.reconcile()
+    await world.reconcile_with_echo()
     del world.labservers[KEY]
     await world.reconcile()  # gone: forgets what it wrote
     world.store(a_labserver())
@@ -801,7 +839,7 @@ async def test_an_apply_refused_after_a_hand_edit_of_a_list_key_resets_the_list_
     world.api.apply_errors["Service"] = ApiError(
         422, 'Service "hello" is invalid: spec.ports[1].name: Duplicate'
     )
-    await world.reconcile()
+    await world.reconcile_with_echo()
     (reset,) = world.api.arguments("json_patch")
     assert reset[0] == "Service"
     assert reset[1][0]["path"] == "/spec/ports"
@@ -814,7 +852,7 @@ async def test_a_change_seen_before_our_own_status_write_is_written_once_the_cac
 ) -> None:
     world.store(a_labserver())
     world.api.deployment_status = {"observedGeneration": 1, "replicas": 1, "updatedReplicas": 1}
-    await world.reconcile()  # stores RollingOut... (not ready yet)
+    await world.reconcile_with_echo()  # stores RollingOut... (not ready yet)
     (first,) = world.api.stored
     # The children's watch events arrive, the LabServer's (our status write) not yet.
     (entry,) = world.labservers[KEY]
@@ -852,7 +890,7 @@ async def test_a_condition_written_by_someone_else_is_neither_applied_nor_taken_
         "message": "ok",
     }
     world.store(a_labserver(status={"conditions": [foreign]}))
-    await world.reconcile()
+    await world.reconcile_with_echo()
     (sent,) = world.api.statuses
     assert [c["type"] for c in sent["conditions"]] == ["Ready", "Progressing", "Degraded"]
 
@@ -869,7 +907,7 @@ async def test_a_status_field_that_became_null_is_left_out_of_the_apply_so_it_is
 
 async def test_a_restarted_reconciler_over_up_to_date_children_writes_nothing(world: World) -> None:
     world.store(a_labserver())
-    await world.reconcile()
+    await world.reconcile_with_echo()
     world.store_what_was_written()
     world.api.calls.clear()
     world.reconciler = world.new_reconciler()  # no memory of the applies: only the cache
@@ -959,7 +997,7 @@ async def test_a_status_write_is_logged_at_debug_with_the_ready_condition(
 ) -> None:
     caplog.set_level(logging.DEBUG, logger="labop.reconciler")
     world.store(a_labserver())
-    await world.reconcile()
+    await world.reconcile_with_echo()
     (written,) = [r for r in caplog.records if r.getMessage() == "status written"]
     assert written.levelno == logging.DEBUG
     assert getattr(written, FIELDS_ATTR) == {"ready": "True", "reason": "Available"}
