@@ -43,12 +43,17 @@ class FakeApi:
         # controller test feeds them to the controller, whose reconciler writes the status of a
         # new LabServer only in the pass that this event brings.
         self.watchers: list[Callable[[str, dict[str, Any]], None]] = []
+        # Kinds whose apply of an existing object changes nothing: the apiserver answers with
+        # the stored object, same resourceVersion, and no watch event follows.
+        self.unchanged_by_apply: set[str] = set()
 
     async def apply(self, obj: dict[str, Any]) -> Applied:
         self.calls.append(("apply", copy.deepcopy(obj)))
         if obj["kind"] in self.apply_errors:
             raise self.apply_errors[obj["kind"]]
         identity = (obj["kind"], obj["metadata"]["namespace"], obj["metadata"]["name"])
+        if obj["kind"] in self.unchanged_by_apply and identity in self.live:
+            return Applied(obj=copy.deepcopy(self.live[identity]), created=False)
         created = identity not in self.existing
         self.existing.add(identity)
         live = copy.deepcopy(obj)

@@ -225,6 +225,24 @@ async def test_a_pass_that_applies_only_the_service_writes_the_status_at_once(wo
     assert conditions(status)["Ready"] == ("False", "ReplicasUnavailable")
 
 
+async def test_a_pass_whose_deployment_apply_changed_nothing_writes_the_status_at_once(world: World) -> None:
+    world.store(a_labserver())
+    await world.reconcile_with_echo()
+    world.store_what_was_written()
+    world.api.calls.clear()
+    (deployment,) = world.deployments[KEY]
+    deployment["fields"] = {}  # the cache shows no apply of ours: apply again
+    world.api.unchanged_by_apply.add("Deployment")  # same version: no watch event will follow
+    (labserver,) = world.labservers[KEY]
+    del labserver["status"]  # and a status to write
+
+    await world.reconcile()
+
+    assert world.api.applied_kinds == ["Deployment"]
+    (status,) = world.api.statuses
+    assert conditions(status)["Ready"] == ("True", "Available")
+
+
 async def test_a_new_labserver_gets_one_created_event_for_both_children_and_ready(world: World) -> None:
     world.store(a_labserver())
     await world.reconcile_with_echo()
