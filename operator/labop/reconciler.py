@@ -6,7 +6,7 @@ permanent error, reported in status, not retried); look at same-named children t
 ours (an earlier LabServer's of the same name: wait for the garbage collector; anyone else's:
 ChildConflict, left alone); server-side apply the Deployment and the Service built by the pure
 builders (a deleted child comes back, a hand-edited owned field is restored); compute the status
-from what the apply returned and write it only when it changed (a pass that applied the
+from what the apply returned and write it only when it changed (a pass whose apply changed the
 Deployment leaves it to the next pass, which that apply's watch event brings: see
 ``_status_waits_for_the_deployment_controller``); post Events on transitions.
 Each write says so in the log: a child's apply at INFO with why it was due (``out_of_date``),
@@ -128,15 +128,15 @@ def _status_waits_for_the_deployment_controller(ls: Mapping[str, Any], changed: 
 
     Why: right after our apply, the Deployment's controller has not seen the new generation, so
     the status could only say "waiting for the Deployment controller", which the Created Event
-    (or the user's own edit) already says, and which is out of date moments later. The apply's
-    own watch event always brings a next pass (a child's event is normal priority:
-    ``event_priority``), and that pass writes what the Deployment controller reported:
-    milliseconds later when the operator is idle; under load, after the queue wait, by when the
-    rollout has often finished, so the status goes straight to Ready and one write per
-    LabServer is saved (1,000 created at once: 2 status writes per LabServer became 1, and the
-    apiserver's CPU fell by about a sixth; BENCHMARKS.md). A stored problem (Degraded: an
-    invalid spec now fixed, an error now passed) is cleared at once instead of standing through
-    that wait.
+    (or the user's own edit) already says, and which is out of date moments later. The watch
+    event of the version the apply stored always brings a next pass (a child's event is normal
+    priority: ``event_priority``; a new leader resyncs every key), and that pass writes what the
+    Deployment controller reported: milliseconds later when the operator is idle; under load,
+    after the queue wait, by when the rollout has often finished, so the status goes straight
+    to Ready and one write per LabServer is saved (1,000 created at once: 2 status writes per
+    LabServer became 1, and the apiserver's CPU fell by about a sixth; BENCHMARKS.md). A stored
+    problem (Degraded: an invalid spec now fixed, an error now passed) is cleared at once
+    instead of standing through that wait.
     """
     return "Deployment" in changed and _condition(ls.get("status"), reasons.DEGRADED).get("status") != TRUE
 

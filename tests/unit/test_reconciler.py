@@ -121,6 +121,14 @@ class World:
         self.store_children()
         await self.reconcile(key)
 
+    async def an_up_to_date_labserver(self) -> None:
+        """A new LabServer after its first passes, as the watches then show it, with the call
+        log cleared: what a test of a later pass starts from."""
+        self.store(a_labserver())
+        await self.reconcile_with_echo()
+        self.store_what_was_written()
+        self.api.calls.clear()
+
 
 @pytest.fixture
 def world() -> World:
@@ -210,10 +218,7 @@ async def test_the_pass_that_applies_the_deployment_leaves_the_status_to_the_pas
 
 
 async def test_a_pass_that_applies_only_the_service_writes_the_status_at_once(world: World) -> None:
-    world.store(a_labserver())
-    await world.reconcile_with_echo()
-    world.store_what_was_written()
-    world.api.calls.clear()
+    await world.an_up_to_date_labserver()
     del world.services[KEY]  # deleted by hand, and a pod lost meanwhile
     world.api.existing.discard(("Service", *KEY))
     world.deployment_status_becomes({"observedGeneration": 1, "replicas": 1, "updatedReplicas": 1})
@@ -226,10 +231,7 @@ async def test_a_pass_that_applies_only_the_service_writes_the_status_at_once(wo
 
 
 async def test_a_pass_whose_deployment_apply_changed_nothing_writes_the_status_at_once(world: World) -> None:
-    world.store(a_labserver())
-    await world.reconcile_with_echo()
-    world.store_what_was_written()
-    world.api.calls.clear()
+    await world.an_up_to_date_labserver()
     (deployment,) = world.deployments[KEY]
     deployment["fields"] = {}  # the cache shows no apply of ours: apply again
     world.api.unchanged_by_apply.add("Deployment")  # same version: no watch event will follow
@@ -263,10 +265,7 @@ async def test_only_children_the_apiserver_created_get_a_created_event(world: Wo
 
 
 async def test_a_second_pass_over_the_written_status_writes_nothing(world: World) -> None:
-    world.store(a_labserver())
-    await world.reconcile_with_echo()
-    world.store_what_was_written()
-    world.api.calls.clear()
+    await world.an_up_to_date_labserver()
 
     await world.reconcile()
 
@@ -293,10 +292,7 @@ async def test_a_rollout_in_progress_is_reported_and_then_its_end_is_written_onc
 
 
 async def test_losing_readiness_posts_a_not_ready_warning(world: World) -> None:
-    world.store(a_labserver())
-    await world.reconcile_with_echo()
-    world.store_what_was_written()
-    world.api.calls.clear()
+    await world.an_up_to_date_labserver()
 
     world.deployment_status_becomes({"observedGeneration": 1, "replicas": 1, "updatedReplicas": 1})
     await world.reconcile()
@@ -924,10 +920,7 @@ async def test_a_status_field_that_became_null_is_left_out_of_the_apply_so_it_is
 
 
 async def test_a_restarted_reconciler_over_up_to_date_children_writes_nothing(world: World) -> None:
-    world.store(a_labserver())
-    await world.reconcile_with_echo()
-    world.store_what_was_written()
-    world.api.calls.clear()
+    await world.an_up_to_date_labserver()
     world.reconciler = world.new_reconciler()  # no memory of the applies: only the cache
     await world.reconcile()
     assert world.api.calls == []
