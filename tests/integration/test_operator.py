@@ -81,6 +81,22 @@ def test_editing_message_and_listeners_is_followed_by_the_children_and_observed_
     assert [(p.name, p.container_port) for p in ports] == [("http", 8081)]
 
 
+def test_kubectl_wait_right_after_an_edit_returns_once_the_edit_is_rolled_out(
+    lab: Lab, full_cluster: Cluster
+) -> None:
+    lab.create(a_labserver("waited"))
+    full_cluster.kubectl("wait", "-n", lab.ns, "--for=condition=Ready", "lsrv/waited", "--timeout=120s")
+    lab.patch_spec("waited", {"message": "edited"})
+    # Ready stays True from generation 1 until the pass after the operator's apply writes the
+    # new status; kubectl must not take it as met: each condition carries observedGeneration.
+    full_cluster.kubectl("wait", "-n", lab.ns, "--for=condition=Ready", "lsrv/waited", "--timeout=120s")
+    ls = lab.get("waited")
+    assert ls["status"]["observedGeneration"] == ls["metadata"]["generation"] == 2
+    dep = lab.deployment("waited")
+    assert container_env(dep)["LABHTTP_MESSAGE"] == "edited"
+    assert dep.status.updated_replicas == 1
+
+
 def test_kubectl_scale_reaches_three_ready_replicas(lab: Lab, full_cluster: Cluster) -> None:
     lab.create(a_labserver("scaled"))
     eventually(lambda: lab.is_ready("scaled"), timeout=120, what="scaled Ready")
