@@ -200,22 +200,25 @@ class Reconciler:
             return waiting
         children, changed = await self._apply_children(key, ls, spec, cached)
         if _status_waits_for_the_deployment_controller(ls, changed):
-            return self._recheck_if_created_unseen(key, cached, children)
+            return self._recheck_if_created_unseen(key, cached, changed)
         if (written := await self._write_status(ls, children, problem=None)) is not None:
             await self._record_ready_transition(ls, ls.get("status") or {}, written)
-        return self._recheck_if_created_unseen(key, cached, children)
+        return self._recheck_if_created_unseen(key, cached, changed)
 
-    def _recheck_if_created_unseen(self, key: Key, cached: Children, children: Children) -> Result | None:
+    def _recheck_if_created_unseen(self, key: Key, cached: Children, changed: set[str]) -> Result | None:
         """A look again at expiry when this pass trusted our apply of a child the cache has not
         shown at all yet: were it deleted before the cache caught up, both its events could pass
         before this key's next pass, which would find the cache as before (absent) and trust the
-        apply again; the requeue makes the expired entry give way to the cache."""
+        apply again; the requeue makes the expired entry give way to the cache.
+
+        A child absent from the cache that this pass did not apply (``changed``: an apply over
+        an absent child always stores a new version) is one it trusted a pending apply for."""
         unseen = [
             pending
-            for kind, child in children.items()
+            for kind in cached
             if cached[kind] is None
+            and kind not in changed
             and (pending := self._pending.get((kind, key))) is not None
-            and child == json.loads(pending.entry)  # this pass trusted it (not: applied it now)
         ]
         if not unseen:
             return None
